@@ -1,0 +1,23 @@
+//! credchain's HashiCorp Vault (and OpenBao) source: reads keys from fields of KV v1 and v2
+//! secrets, logs in with a token, AppRole, JWT or Kubernetes auth, and keeps the token fresh.
+//!
+//! The crate's parts: `config` (options and `VAULT_*` variables), `http` (the client, timeouts,
+//! error text), `login` (one login through vaultrs), `session` (the shared token, its renewal and
+//! re-login), `kv` (mounts, versions, reads) and `source` (the [`VaultSource`] itself).
+//! User documentation: `docs/vault.md`.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod http;
+mod kv;
+mod login;
+mod session;
+mod source;
+
+pub use config::{
+    AuthConfig, KvVersion, SecretIdSource, VaultConfig, DEFAULT_APPROLE_MOUNT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_JWT_MOUNT, DEFAULT_KUBERNETES_MOUNT,
+    DEFAULT_KUBERNETES_TOKEN_FILE, DEFAULT_REQUEST_TIMEOUT, TOKEN_HELPER_FILE,
+};
+pub use source::VaultSource;
