@@ -273,7 +273,10 @@ mod tests {
     #[tokio::test]
     async fn not_configured_moves_on() {
         let c = chain(vec![
-            (Fake("vault", Behaviour::Fails(ErrorKind::NotConfigured)), false),
+            (
+                Fake("vault", Behaviour::Fails(ErrorKind::NotConfigured)),
+                false,
+            ),
             (Fake("env", holds(&[("K", "v")])), false),
         ]);
         assert_eq!(c.resolve("K").await.unwrap().link, 1);
@@ -282,7 +285,10 @@ mod tests {
     #[tokio::test]
     async fn hard_failure_stops_and_names_the_source() {
         let c = chain(vec![
-            (Fake("vault", Behaviour::Fails(ErrorKind::Unavailable)), false),
+            (
+                Fake("vault", Behaviour::Fails(ErrorKind::Unavailable)),
+                false,
+            ),
             (Fake("env", holds(&[("K", "v")])), false),
         ]);
         let err = c.resolve("K").await.unwrap_err();
@@ -302,14 +308,21 @@ mod tests {
     #[tokio::test]
     async fn exhausted_chain_lists_every_source() {
         let c = chain(vec![
-            (Fake("vault", Behaviour::Fails(ErrorKind::NotConfigured)), false),
+            (
+                Fake("vault", Behaviour::Fails(ErrorKind::NotConfigured)),
+                false,
+            ),
             (Fake("aws", Behaviour::Fails(ErrorKind::Unavailable)), true),
             (Fake("env", holds(&[])), false),
         ]);
         let err = c.resolve("PREFECT_API_KEY").await.unwrap_err();
         let text = err.to_string();
         assert!(text.contains("PREFECT_API_KEY"), "{text}");
-        for name in ["vault (not configured", "aws (skipped (optional)", "env (does not"] {
+        for name in [
+            "vault (not configured",
+            "aws (skipped (optional)",
+            "env (does not",
+        ] {
             assert!(text.contains(name), "{name} missing from: {text}");
         }
     }

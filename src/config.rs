@@ -28,7 +28,11 @@ pub const CONFIG_ENV_VAR: &str = "CREDCHAIN_CONFIG";
 /// The `.env` file of the default chain.
 pub const DEFAULT_ENV_FILE: &str = ".env";
 /// The keys every project has, all optional unless the config says otherwise.
-pub const DEFAULT_KEYS: [&str; 3] = ["PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING"];
+pub const DEFAULT_KEYS: [&str; 3] = [
+    "PREFECT_API_URL",
+    "PREFECT_API_KEY",
+    "PREFECT_API_AUTH_STRING",
+];
 
 /// Whether a key must resolve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -289,13 +293,19 @@ impl Config {
         let mut links = Vec::with_capacity(raw.sources.len());
         for (index, spanned) in raw.sources.into_iter().enumerate() {
             let line = line_of(&text, spanned.span().start);
-            let link = build_link(index, spanned.into_inner(), &base_dir, env_file, env.clone())
-                .map_err(|(name, error)| ConfigError::BuildSource {
-                    path: path.to_path_buf(),
-                    line,
-                    name,
-                    error,
-                })?;
+            let link = build_link(
+                index,
+                spanned.into_inner(),
+                &base_dir,
+                env_file,
+                env.clone(),
+            )
+            .map_err(|(name, error)| ConfigError::BuildSource {
+                path: path.to_path_buf(),
+                line,
+                name,
+                error,
+            })?;
             links.push(link);
         }
         let pipeline = raw.pipeline.map(|spanned| Section {
@@ -365,7 +375,14 @@ struct Common {
     keys: BTreeMap<String, String>,
 }
 
-const COMMON_FIELDS: [&str; 6] = ["type", "name", "optional", "refresh_interval", "max_stale", "keys"];
+const COMMON_FIELDS: [&str; 6] = [
+    "type",
+    "name",
+    "optional",
+    "refresh_interval",
+    "max_stale",
+    "keys",
+];
 
 fn build_link(
     index: usize,
@@ -384,13 +401,17 @@ fn build_link(
     let common: Common = common.try_into().map_err(|e: toml::de::Error| {
         (
             fallback.clone(),
-            SourceError::invalid(scrub(e.message())).with_hint("every source needs `type = \"...\"`"),
+            SourceError::invalid(scrub(e.message()))
+                .with_hint("every source needs `type = \"...\"`"),
         )
     })?;
     let name = common.name.clone().unwrap_or_else(|| common.kind.clone());
     if common.kind == "dotenv" {
         if let Some(file) = env_file {
-            table.insert("path".into(), toml::Value::String(file.display().to_string()));
+            table.insert(
+                "path".into(),
+                toml::Value::String(file.display().to_string()),
+            );
         }
     }
     let mut settings = SourceSettings::new(name.clone());

@@ -130,7 +130,8 @@ impl From<ConfigError> for Failure {
             _ => None,
         };
         let mut failure = Failure::new(Exit::Usage, error);
-        failure.hint = hint.or_else(|| Some("fix the config file; see examples/credchain.toml".into()));
+        failure.hint =
+            hint.or_else(|| Some("fix the config file; see examples/credchain.toml".into()));
         failure
     }
 }
@@ -144,7 +145,11 @@ impl From<ResolveError> for Failure {
                 );
                 Failure::new(Exit::KeyNotFound, error).hint(hint)
             }
-            ResolveError::FetchKey { error: inner, source_name, .. } => {
+            ResolveError::FetchKey {
+                error: inner,
+                source_name,
+                ..
+            } => {
                 let exit = Exit::for_source_error(inner.kind());
                 let hint = inner.hint().map(str::to_string).unwrap_or_else(|| {
                     format!("check source `{source_name}` with `credchain doctor`, or mark it `optional = true`")

@@ -170,7 +170,11 @@ fn print_human(report: &Report) {
             println!("   {}", p.message);
         }
         if s.error.is_none() {
-            let keys = if s.keys.is_empty() { "none of the declared keys".to_string() } else { s.keys.join(", ") };
+            let keys = if s.keys.is_empty() {
+                "none of the declared keys".to_string()
+            } else {
+                s.keys.join(", ")
+            };
             println!("   holds: {keys}");
         }
         for w in &s.warnings {

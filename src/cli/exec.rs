@@ -15,7 +15,12 @@ use crate::exit::{Exit, Failure};
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The command and its arguments, after `--`.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -44,8 +49,10 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> CmdResult {
         command.env(name, value.expose());
     }
     let mut child = command.spawn().map_err(|e| {
-        Failure::new(Exit::Usage, e)
-            .hint(format!("check that `{}` exists and is executable", program.to_string_lossy()))
+        Failure::new(Exit::Usage, e).hint(format!(
+            "check that `{}` exists and is executable",
+            program.to_string_lossy()
+        ))
     })?;
     drop(vars);
     let status = wait_forwarding_signals(&mut child).await?;

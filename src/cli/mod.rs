@@ -77,14 +77,18 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show where each key comes from (source, location, version); never the value.
-    #[command(after_help = "Examples:\n  credchain resolve\n  credchain resolve PREFECT_API_KEY --json")]
+    #[command(
+        after_help = "Examples:\n  credchain resolve\n  credchain resolve PREFECT_API_KEY --json"
+    )]
     Resolve(resolve::ResolveArgs),
     /// Print one value on stdout, for scripts.
     #[command(after_help = "Example:\n  export DATABASE_URL=\"$(credchain get DATABASE_URL)\"")]
     Get(get::GetArgs),
     /// Run a command with the resolved keys added to its environment.
-    #[command(after_help = "Examples:\n  credchain exec -- env\n  credchain exec -- python flow.py\n\n\
-The child's exit code is passed through; SIGINT and SIGTERM are forwarded to it.")]
+    #[command(
+        after_help = "Examples:\n  credchain exec -- env\n  credchain exec -- python flow.py\n\n\
+The child's exit code is passed through; SIGINT and SIGTERM are forwarded to it."
+    )]
     Exec(exec::ExecArgs),
     /// Connect and authenticate to Prefect, and say precisely what is wrong if anything is.
     #[command(after_help = "Examples:\n  credchain check\n  credchain check --write --json")]
@@ -93,7 +97,9 @@ The child's exit code is passed through; SIGINT and SIGTERM are forwarded to it.
     #[command(subcommand)]
     Concurrency(concurrency::ConcurrencyCommand),
     /// Run the ETL flow once (the embedded sample into ./etl.db when nothing is configured).
-    #[command(after_help = "Examples:\n  credchain run\n  credchain run --pipeline examples/pipeline.toml --json")]
+    #[command(
+        after_help = "Examples:\n  credchain run\n  credchain run --pipeline examples/pipeline.toml --json"
+    )]
     Run(run::RunArgs),
     /// Serve the ETL flow as the Prefect deployment main-etl/etl-job.
     #[command(after_help = "Example:\n  credchain serve --limit 4\n\n\
@@ -161,10 +167,23 @@ pub fn init_logging(global: &GlobalArgs) {
     };
 }
 
+/// A Prefect client over the config's chain. Fails before any request when `PREFECT_API_URL`
+/// is missing or the credentials are inconsistent.
+pub async fn prefect_client(
+    ctx: &Context,
+    creds: crate::credentials::Credentials,
+) -> Result<crate::prefect::PrefectClient, crate::prefect::SetupError> {
+    crate::prefect::PrefectClient::builder(creds)
+        .settings(&ctx.config.prefect)
+        .env(ctx.env.clone())
+        .build()
+        .await
+}
+
 /// Prints `value` as one JSON document on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Failure::new(Exit::WorkFailed, e))?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Failure::new(Exit::WorkFailed, e))?;
     println!("{text}");
     Ok(())
 }

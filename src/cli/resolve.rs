@@ -71,7 +71,9 @@ fn row_exit(outcome: &Result<crate::chain::Found, ResolveError>, must_resolve: b
         Ok(_) => Exit::Success,
         Err(ResolveError::NotFound { .. }) if must_resolve => Exit::KeyNotFound,
         Err(ResolveError::NotFound { .. }) => Exit::Success,
-        Err(error) => error.kind().map_or(Exit::WorkFailed, Exit::for_source_error),
+        Err(error) => error
+            .kind()
+            .map_or(Exit::WorkFailed, Exit::for_source_error),
     }
 }
 

@@ -1,11 +1,18 @@
-//! `credchain run`: placeholder until the ETL flow lands.
+//! `credchain run`: the ETL flow once. Reported to Prefect as a flow run when
+//! `PREFECT_API_URL` resolves; run locally, with a note saying so, when it does not.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
+use serde_json::json;
 
-use super::{CmdResult, Context};
+use super::{prefect_client, print_json, CmdResult, Context};
+use crate::credentials::Credentials;
+use crate::etl::observer::TerminalObserver;
+use crate::etl::{sample, Pipeline, PipelineConfig, ResolvedTarget};
 use crate::exit::{Exit, Failure};
+use crate::flow::{self, FlowError};
+use crate::prefect::SetupError;
 
 /// Flags of `credchain run`.
 #[derive(Debug, Args)]
@@ -19,6 +26,94 @@ pub struct RunArgs {
 }
 
 /// Runs the command.
-pub async fn run(_ctx: &Context, _args: RunArgs) -> CmdResult {
-    Err(Failure::msg(Exit::Usage, "`run` is not built yet"))
+pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
+    let creds = Credentials::from_config(&ctx.config);
+    let config = pipeline_config(ctx, args.pipeline.as_deref())?;
+    let pipeline = build_pipeline(&creds, config).await?;
+    let observer = if args.json {
+        TerminalObserver::without_bar()
+    } else {
+        TerminalObserver::new()
+    };
+    let (flow_run_id, result) = match prefect_client(ctx, creds).await {
+        Ok(client) => {
+            eprintln!("reporting to Prefect at {}", client.api_url());
+            let outcome = flow::run_once(&client, &pipeline, &observer)
+                .await
+                .map_err(flow_failure)?;
+            (Some(outcome.flow_run_id), outcome.result)
+        }
+        Err(SetupError::FindApiUrl) => {
+            eprintln!(
+                "note: PREFECT_API_URL is not set in any source, so nothing is reported to Prefect; \
+                 the pipeline runs locally"
+            );
+            (
+                None,
+                pipeline.run_all(&observer).await.map_err(FlowError::from),
+            )
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let summary = result.map_err(flow_failure)?;
+    if args.json {
+        print_json(&json!({ "flow_run_id": flow_run_id, "summary": summary }))?;
+    } else {
+        println!("{summary}");
+        if let Some(id) = flow_run_id {
+            println!("flow run {id} COMPLETED");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// The pipeline to run: `--pipeline FILE`, else the config's `[pipeline]`, else the sample.
+pub fn pipeline_config(ctx: &Context, file: Option<&Path>) -> Result<PipelineConfig, Failure> {
+    let config = match (file, &ctx.config.pipeline) {
+        (Some(path), _) => PipelineConfig::from_file(path),
+        (None, Some(section)) => {
+            PipelineConfig::from_table(section.table.clone(), section.path.as_deref(), section.line)
+        }
+        (None, None) => return Ok(sample::default_pipeline()),
+    };
+    config.map_err(|e| {
+        Failure::new(Exit::Usage, e).hint("fix the [pipeline] table; see docs/pipeline.md")
+    })
+}
+
+/// Resolves the keys the pipeline's target needs and binds the pipeline to it.
+pub async fn build_pipeline(
+    creds: &Credentials,
+    config: PipelineConfig,
+) -> Result<Pipeline, Failure> {
+    let mut values = Vec::new();
+    for key in config.required_keys() {
+        let current = creds.get(key).await?;
+        values.push((key.to_string(), current.map(|c| c.value().clone())));
+    }
+    let target = ResolvedTarget::resolve(&config, |key| {
+        values
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.clone())
+    })
+    .map_err(|e| Failure::new(Exit::Usage, e))?;
+    Pipeline::new(config, target).map_err(|e| {
+        let exit = FlowError::from(e);
+        Failure::new(exit.exit(), exit)
+    })
+}
+
+/// A failed run's exit code and message.
+pub fn flow_failure(error: FlowError) -> Failure {
+    let exit = error.exit();
+    let hint = match exit {
+        Exit::WorkFailed => Some("see the log lines above and the rejects file, if any"),
+        _ => None,
+    };
+    let failure = Failure::new(exit, error);
+    match hint {
+        Some(hint) => failure.hint(hint),
+        None => failure,
+    }
 }

@@ -1,0 +1,121 @@
+//! Ships log lines to Prefect's log API in batches, off the path of the work that logs them.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use crate::prefect::PrefectClient;
+
+/// How often a partial batch is sent.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+/// Most records in one request.
+const MAX_BATCH: usize = 200;
+/// The logger name Prefect shows for these lines.
+const LOGGER: &str = "credchain.etl";
+
+/// One log line as Prefect's `POST /logs/` takes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRecord {
+    name: &'static str,
+    level: u8,
+    message: String,
+    timestamp: String,
+    flow_run_id: String,
+    task_run_id: Option<String>,
+}
+
+/// Where log lines are handed over; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    tx: mpsc::UnboundedSender<LogRecord>,
+}
+
+impl LogSink {
+    /// Queues a line for the flow run and, when given, the task run.
+    pub fn send(&self, level: u8, message: &str, flow_run_id: &str, task_run_id: Option<&str>) {
+        let record = LogRecord {
+            name: LOGGER,
+            level,
+            message: message.to_string(),
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            flow_run_id: flow_run_id.to_string(),
+            task_run_id: task_run_id.map(str::to_string),
+        };
+        // The shipper is gone only after `finish`; a line sent later has nowhere to go.
+        let _ = self.tx.send(record);
+    }
+}
+
+/// The background task that sends queued lines.
+#[derive(Debug)]
+pub struct LogShipper {
+    sink: LogSink,
+    task: JoinHandle<()>,
+}
+
+impl LogShipper {
+    /// Starts shipping through `client`.
+    pub fn start(client: PrefectClient) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(ship(client, rx));
+        LogShipper {
+            sink: LogSink { tx },
+            task,
+        }
+    }
+
+    /// A handle to queue lines with.
+    pub fn sink(&self) -> LogSink {
+        self.sink.clone()
+    }
+
+    /// Sends what is queued and stops. Lines queued through clones of the sink after this are
+    /// dropped, so call it when the run's work is done.
+    pub async fn finish(self) {
+        drop(self.sink);
+        let _ = self.task.await;
+    }
+}
+
+async fn ship(client: PrefectClient, mut rx: mpsc::UnboundedReceiver<LogRecord>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut warned = false;
+    loop {
+        let open = collect(&mut rx, &mut batch).await;
+        if !batch.is_empty() {
+            if let Err(error) = client
+                .post_json::<serde_json::Value>("/logs/", &batch)
+                .await
+            {
+                if !warned {
+                    warn!(error = %error, "cannot send log lines to Prefect; they stay in the local log");
+                    warned = true;
+                }
+            }
+            batch.clear();
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+/// Fills `batch` until it is full, the flush interval passes, or the channel closes (then
+/// returns false).
+async fn collect(rx: &mut mpsc::UnboundedReceiver<LogRecord>, batch: &mut Vec<LogRecord>) -> bool {
+    let deadline = tokio::time::sleep(FLUSH_INTERVAL);
+    tokio::pin!(deadline);
+    while batch.len() < MAX_BATCH {
+        tokio::select! {
+            record = rx.recv() => match record {
+                Some(record) => batch.push(record),
+                None => return false,
+            },
+            _ = &mut deadline => return true,
+        }
+    }
+    true
+}

@@ -1,0 +1,58 @@
+//! The ETL flow as Prefect sees it: the flow `main-etl`, one flow run per execution, task runs
+//! `extract`, `transform` and `load` with their own states, log lines in batches, a summary
+//! artifact, client-side tag concurrency for the load step, and the runner behind
+//! `credchain serve` (deployment `main-etl/etl-job`).
+
+mod engine;
+mod lease;
+mod logs;
+pub mod models;
+mod serve;
+mod states;
+
+pub use engine::{execute, run_once, RunOutcome};
+pub use serve::{serve, PipelineFactory, ServeOptions};
+
+use crate::etl::{EtlError, EtlErrorKind};
+use crate::exit::Exit;
+use crate::prefect::RequestError;
+
+/// The flow's name in Prefect.
+pub const FLOW_NAME: &str = "main-etl";
+/// The served deployment's name.
+pub const DEPLOYMENT_NAME: &str = "etl-job";
+
+/// Why a flow run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// A request to Prefect failed.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The server did not let the run move on.
+    #[error("flow run {run}: {message}")]
+    Orchestration {
+        /// The run.
+        run: String,
+        /// What the server answered.
+        message: String,
+    },
+    /// The pipeline failed.
+    #[error(transparent)]
+    Etl(#[from] EtlError),
+}
+
+impl FlowError {
+    /// How the process should exit because of it.
+    pub fn exit(&self) -> Exit {
+        match self {
+            FlowError::Request(error) => error.exit(),
+            FlowError::Orchestration { .. } => Exit::WorkFailed,
+            FlowError::Etl(error) => match error.kind() {
+                EtlErrorKind::Config => Exit::Usage,
+                EtlErrorKind::Unreachable => Exit::Unreachable,
+                EtlErrorKind::Unauthorized => Exit::Unauthorized,
+                EtlErrorKind::Failed => Exit::WorkFailed,
+            },
+        }
+    }
+}

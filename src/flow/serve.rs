@@ -1,0 +1,262 @@
+//! The runner behind `credchain serve`: registers the deployment `main-etl/etl-job`, polls for
+//! runs that are due, claims each by proposing PENDING (another runner may win it; then it is
+//! skipped), executes up to `limit` at once, and on SIGINT or SIGTERM stops polling, lets
+//! running flows finish within the grace period, and marks the rest CANCELLED.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::json;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::models::{Created, FlowRun, StateCreate, StateType, Verdict};
+use super::states::{self, RunKind};
+use super::{execute, FlowError, DEPLOYMENT_NAME, FLOW_NAME};
+use crate::config::ServeConfig;
+use crate::etl::observer::TerminalObserver;
+use crate::etl::Pipeline;
+use crate::exit::error_chain;
+use crate::prefect::PrefectClient;
+
+/// How far ahead of its start time a run is fetched.
+const PREFETCH: Duration = Duration::from_secs(10);
+/// Share of the poll interval added or removed at random.
+const POLL_JITTER: f64 = 0.3;
+/// The message on runs cancelled because the runner stopped.
+const SHUTDOWN_MESSAGE: &str = "credchain serve stopped before this run finished";
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The `[serve]` settings.
+    pub config: ServeConfig,
+    /// Runs executing at once in this process.
+    pub limit: usize,
+}
+
+/// Something that builds the pipeline for each run, so every run resolves its target anew
+/// (rotated database credentials included).
+pub type PipelineFactory =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<Pipeline, FlowError>> + Send + Sync>;
+
+/// Serves until `stop` turns true. Returns how many runs completed and failed.
+pub async fn serve(
+    client: PrefectClient,
+    options: ServeOptions,
+    pipeline: PipelineFactory,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(u64, u64), FlowError> {
+    let deployment = register(&client, &options.config).await?;
+    info!(deployment = %deployment, "serving {FLOW_NAME}/{DEPLOYMENT_NAME}");
+    eprintln!(
+        "serving deployment {FLOW_NAME}/{DEPLOYMENT_NAME} ({deployment}); press Ctrl-C to stop"
+    );
+    let slots = Arc::new(Semaphore::new(options.limit.max(1)));
+    let active: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let tally = Arc::new(Mutex::new((0u64, 0u64)));
+    let mut running = JoinSet::new();
+    loop {
+        if let Err(error) = poll_once(
+            &client,
+            &deployment,
+            &slots,
+            &active,
+            &mut running,
+            &pipeline,
+            &tally,
+        )
+        .await
+        {
+            warn!(error = %error_chain(&error), "polling for scheduled runs failed; trying again");
+        }
+        while running.try_join_next().is_some() {}
+        tokio::select! {
+            _ = tokio::time::sleep(jittered(options.config.poll_interval)) => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    shut_down(&client, options.config.grace_period, running, &active).await;
+    let counts = *tally.lock().expect("tally lock");
+    Ok(counts)
+}
+
+/// Creates or updates the deployment; returns its id.
+async fn register(client: &PrefectClient, config: &ServeConfig) -> Result<String, FlowError> {
+    let flow: Created = client
+        .post_json("/flows/", &json!({ "name": FLOW_NAME }))
+        .await?;
+    let mut body = json!({
+        "name": DEPLOYMENT_NAME,
+        "flow_id": flow.id,
+        "paused": false,
+        "schedules": schedules(config),
+        "work_pool_name": null,
+        "work_queue_name": null,
+        "entrypoint": "credchain serve",
+        "description": "The ETL flow, served by credchain",
+        "enforce_parameter_schema": false,
+        "tags": ["credchain"],
+    });
+    if let Some(limit) = config.concurrency_limit {
+        body["concurrency_limit"] = json!(limit);
+    }
+    let deployment: Created = client.post_json("/deployments/", &body).await?;
+    Ok(deployment.id)
+}
+
+fn schedules(config: &ServeConfig) -> serde_json::Value {
+    let mut schedule = match (&config.cron, config.interval) {
+        (Some(cron), _) => json!({ "cron": cron }),
+        (None, Some(every)) => json!({ "interval": every.as_secs_f64() }),
+        (None, None) => return json!([]),
+    };
+    if let Some(tz) = &config.timezone {
+        schedule["timezone"] = json!(tz);
+    }
+    json!([{ "schedule": schedule, "active": true }])
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn poll_once(
+    client: &PrefectClient,
+    deployment: &str,
+    slots: &Arc<Semaphore>,
+    active: &Arc<Mutex<HashSet<String>>>,
+    running: &mut JoinSet<()>,
+    pipeline: &PipelineFactory,
+    tally: &Arc<Mutex<(u64, u64)>>,
+) -> Result<(), FlowError> {
+    let free = slots.available_permits();
+    if free == 0 {
+        return Ok(());
+    }
+    let before = chrono::Utc::now() + chrono::Duration::from_std(PREFETCH).unwrap_or_default();
+    let body = json!({
+        "deployment_ids": [deployment],
+        "scheduled_before": before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "limit": free.min(200),
+    });
+    let runs: Vec<FlowRun> = client
+        .post_json("/deployments/get_scheduled_flow_runs", &body)
+        .await?;
+    for run in runs {
+        if active.lock().expect("active lock").contains(&run.id) {
+            continue;
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            break;
+        };
+        if !claim(client, &run.id).await? {
+            continue;
+        }
+        active.lock().expect("active lock").insert(run.id.clone());
+        let (client, active, pipeline, tally) = (
+            client.clone(),
+            active.clone(),
+            pipeline.clone(),
+            tally.clone(),
+        );
+        running.spawn(async move {
+            let ok = execute_claimed(&client, &run.id, &pipeline).await;
+            let mut counts = tally.lock().expect("tally lock");
+            if ok {
+                counts.0 += 1
+            } else {
+                counts.1 += 1
+            }
+            drop(counts);
+            active.lock().expect("active lock").remove(&run.id);
+            drop(permit);
+        });
+    }
+    Ok(())
+}
+
+/// Proposes PENDING. False when another runner claimed the run first (ABORT) or the run is no
+/// longer waiting.
+async fn claim(client: &PrefectClient, run: &str) -> Result<bool, FlowError> {
+    let proposal = StateCreate::new(StateType::Pending);
+    let result = states::propose(client, RunKind::Flow, run, proposal, false).await?;
+    let pending = result
+        .state
+        .as_ref()
+        .is_some_and(|s| s.kind == StateType::Pending);
+    let won = result.status == Verdict::Accept && pending;
+    if !won {
+        info!(flow_run = run, verdict = ?result.status, "run claimed elsewhere; skipping");
+    }
+    Ok(won)
+}
+
+async fn execute_claimed(client: &PrefectClient, run: &str, pipeline: &PipelineFactory) -> bool {
+    info!(flow_run = run, "executing");
+    let outcome = match pipeline().await {
+        Ok(pipeline) => execute(client, run, &pipeline, &TerminalObserver::without_bar()).await,
+        Err(error) => {
+            let message = error_chain(&error);
+            let _ = states::force(client, RunKind::Flow, run, StateType::Failed, &message).await;
+            Err(error)
+        }
+    };
+    match outcome {
+        Ok(summary) => {
+            eprintln!("flow run {run} COMPLETED: {summary}");
+            true
+        }
+        Err(error) => {
+            eprintln!("flow run {run} FAILED: {}", error_chain(&error));
+            false
+        }
+    }
+}
+
+async fn shut_down(
+    client: &PrefectClient,
+    grace: Duration,
+    mut running: JoinSet<()>,
+    active: &Arc<Mutex<HashSet<String>>>,
+) {
+    if !running.is_empty() {
+        eprintln!(
+            "stopping: waiting up to {} s for {} running flow run(s)",
+            grace.as_secs(),
+            running.len()
+        );
+    }
+    let drained = tokio::time::timeout(grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_ok() {
+        return;
+    }
+    running.abort_all();
+    while running.join_next().await.is_some() {}
+    let left: Vec<String> = active.lock().expect("active lock").drain().collect();
+    for run in left {
+        warn!(flow_run = %run, "cancelling: the grace period ran out");
+        if let Err(error) = states::force(
+            client,
+            RunKind::Flow,
+            &run,
+            StateType::Cancelled,
+            SHUTDOWN_MESSAGE,
+        )
+        .await
+        {
+            warn!(error = %error, flow_run = %run, "cannot mark the run CANCELLED");
+        }
+    }
+}
+
+fn jittered(base: Duration) -> Duration {
+    let factor = rand::rng().random_range((1.0 - POLL_JITTER)..=(1.0 + POLL_JITTER));
+    base.mul_f64(factor)
+}
