@@ -1,0 +1,74 @@
+//! The pipeline's error: one variant per concern, each forwarding to the concern's own error.
+
+use super::config::ConfigError;
+use super::load::LoadError;
+use super::observer::Step;
+use super::source::ReadError;
+use super::target::TargetError;
+use super::transform::TransformError;
+
+/// Why a pipeline step failed. Messages never hold a secret: target URLs are printed redacted
+/// and database errors are passed on as the server words them (they do not echo passwords).
+#[derive(Debug, thiserror::Error)]
+pub enum EtlError {
+    /// The `[pipeline]` table is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The target URL or its keys are unusable.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The source could not be opened, downloaded or read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Transform failed: a configured column is missing, too many rows were rejected, or the
+    /// rejects or staging file could not be written.
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    /// The database refused the load; the table is as it was.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A worker thread panicked.
+    #[error("the {step} step stopped unexpectedly")]
+    JoinWorker {
+        /// The step.
+        step: Step,
+        /// The join error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The caller dropped the step's future; the worker stopped without committing.
+    #[error("the {step} step was cancelled")]
+    Cancelled {
+        /// The step.
+        step: Step,
+    },
+}
+
+/// What kind of failure an [`EtlError`] is, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtlErrorKind {
+    /// The configuration is wrong (exit 2).
+    Config,
+    /// A server could not be reached (exit 6).
+    Unreachable,
+    /// The database refused the credentials (exit 4).
+    Unauthorized,
+    /// The work failed: bad data, too many rejects, a constraint (exit 1).
+    Failed,
+}
+
+impl EtlError {
+    /// The kind of failure.
+    pub fn kind(&self) -> EtlErrorKind {
+        match self {
+            EtlError::Config(_) | EtlError::Target(_) => EtlErrorKind::Config,
+            EtlError::Transform(TransformError::FindColumn { .. }) => EtlErrorKind::Config,
+            EtlError::Read(ReadError::Download { .. }) => EtlErrorKind::Unreachable,
+            EtlError::Read(ReadError::OpenFile { .. } | ReadError::FindBuiltin { .. }) => {
+                EtlErrorKind::Config
+            }
+            EtlError::Load(load) => load.kind(),
+            _ => EtlErrorKind::Failed,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The extract step: make the source readable locally, read its header, and read every record
+//! once to count them and to tally what each column's values look like (the profile that
+//! transform infers the types from). Memory stays flat: one record at a time.
+
+use std::time::Instant;
+
+use super::config::Format;
+use super::error::EtlError;
+use super::infer::Profile;
+use super::observer::{LogLevel, Reporter};
+use super::records::{KeyIndex, Record, RecordReader};
+use super::source::{LocalSource, ReadError};
+use super::value::classify;
+
+/// The result of the extract step, handed to transform.
+#[derive(Debug)]
+pub struct Extracted {
+    pub(crate) source: LocalSource,
+    pub(crate) format: Format,
+    pub(crate) label: String,
+    pub(crate) headers: Vec<String>,
+    pub(crate) keys: KeyIndex,
+    pub(crate) records: u64,
+    pub(crate) profile: Profile,
+    pub(crate) started: Instant,
+}
+
+impl Extracted {
+    /// The column headers as the source names them.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// How many records the source holds (the header row is not one).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The source's format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The source as it may be printed (URLs redacted).
+    pub fn source_label(&self) -> &str {
+        &self.label
+    }
+
+    /// What each column's values look like.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+}
+
+/// What one pass over the source found.
+pub(crate) struct Scan {
+    pub headers: Vec<String>,
+    pub keys: KeyIndex,
+    pub records: u64,
+    pub profile: Profile,
+}
+
+/// Reads every record once (blocking).
+pub(crate) fn scan(
+    source: &LocalSource,
+    format: Format,
+    label: &str,
+    reporter: &Reporter,
+) -> Result<Scan, EtlError> {
+    let input = source.open()?;
+    let (mut reader, csv_headers) = match format {
+        Format::Csv => {
+            let (reader, headers) = RecordReader::csv(input)?;
+            (reader, Some(headers))
+        }
+        Format::Jsonl => (RecordReader::jsonl(input, KeyIndex::default(), true), None),
+    };
+    let mut profile = Profile::new(csv_headers.as_ref().map_or(0, Vec::len));
+    let width = csv_headers.as_ref().map(Vec::len);
+    let mut rec = Record::default();
+    let mut records = 0u64;
+    while reader.next(&mut rec)? {
+        records += 1;
+        tally(&mut profile, &rec, width);
+        reporter.tick(records)?;
+    }
+    reporter.progress(records);
+    let keys = reader.into_keys();
+    let headers = csv_headers.unwrap_or_else(|| keys.names().to_vec());
+    if headers.is_empty() {
+        return Err(ReadError::FindColumns {
+            label: label.to_string(),
+        }
+        .into());
+    }
+    profile.widen(headers.len());
+    reporter.log(
+        LogLevel::Info,
+        format!("{label}: {records} records, {} columns", headers.len()),
+    );
+    Ok(Scan {
+        headers,
+        keys,
+        records,
+        profile,
+    })
+}
+
+/// Counts the record's fields in the profile. Records of the wrong width or with a problem
+/// will be rejected whole, so they do not take part in inference.
+fn tally(profile: &mut Profile, rec: &Record, width: Option<usize>) {
+    if rec.problem.is_some() || width.is_some_and(|w| w != rec.fields.len()) {
+        return;
+    }
+    profile.widen(rec.fields.len());
+    for (i, field) in rec.fields.iter().enumerate() {
+        profile.column_mut(i).add(classify(field));
+    }
+}

@@ -1,0 +1,356 @@
+//! The load step: write the staged rows into SQLite or PostgreSQL in one transaction.
+//!
+//! Both databases follow the same contract:
+//! - the table is created if absent (quoted identifiers, the inferred types, a primary key on
+//!   the `key` columns), inside the load's transaction;
+//! - an existing table must have every column of the source with a type that can hold its
+//!   values (see [`fits`]); extra table columns are left to their defaults;
+//! - with `key` columns the load upserts (`INSERT .. ON CONFLICT (keys) DO UPDATE`), updating
+//!   only rows whose values differ, so a re-run of the same input changes nothing; when a key
+//!   appears twice in the input, the later line wins;
+//! - with `replace`, the table's rows are deleted first, in the same transaction;
+//! - any failure rolls the transaction back: the table is exactly as it was, or absent.
+
+use std::collections::HashMap;
+
+use super::error::EtlErrorKind;
+use super::ident;
+use super::transform::Column;
+use super::value::ColumnType;
+
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
+/// Why the load failed. The table is as it was before the load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The SQLite file could not be opened.
+    #[error("cannot open SQLite database {path}")]
+    OpenSqlite {
+        /// The file.
+        path: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A SQLite statement failed.
+    #[error("cannot {action} in SQLite table {table}")]
+    RunSqlite {
+        /// What was being done.
+        action: &'static str,
+        /// The table.
+        table: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A row was refused (a constraint, a type); nothing was loaded.
+    #[error("cannot insert the row from line {line} into {table}; nothing was loaded")]
+    InsertRow {
+        /// The row's source line.
+        line: u64,
+        /// The table.
+        table: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The PostgreSQL server could not be reached or refused the login.
+    #[error("cannot connect to PostgreSQL at {target}")]
+    ConnectPostgres {
+        /// The target, redacted.
+        target: String,
+        /// The client's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// `sslmode=require` could not be set up.
+    #[error("cannot set up TLS for PostgreSQL at {target}: {reason}")]
+    SetupTls {
+        /// The target, redacted.
+        target: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A PostgreSQL statement failed.
+    #[error("cannot {action} in PostgreSQL table {table}; nothing was loaded")]
+    RunPostgres {
+        /// What was being done.
+        action: &'static str,
+        /// The table.
+        table: String,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The upsert has no unique constraint to work with.
+    #[error(
+        "cannot upsert into {table}: it needs a primary key or unique constraint on ({keys}); \
+         add one, or drop `key`"
+    )]
+    FindUniqueKey {
+        /// The table.
+        table: String,
+        /// The key columns.
+        keys: String,
+    },
+    /// The existing table does not fit the source.
+    #[error(
+        "table {table} does not match the source: {}; load into a new table, change the \
+         table, or set `types`",
+        problems.join("; ")
+    )]
+    MatchColumns {
+        /// The table.
+        table: String,
+        /// Each mismatch.
+        problems: Vec<String>,
+    },
+    /// The staging file could not be read back.
+    #[error("cannot read the staging file")]
+    ReadStaging(#[source] std::io::Error),
+}
+
+impl LoadError {
+    /// The kind of failure, for the exit code.
+    pub fn kind(&self) -> EtlErrorKind {
+        match self {
+            LoadError::ConnectPostgres { source, .. } => match source.code() {
+                Some(code) if code.code().starts_with("28") => EtlErrorKind::Unauthorized,
+                Some(_) => EtlErrorKind::Failed,
+                None => EtlErrorKind::Unreachable,
+            },
+            LoadError::SetupTls { .. } => EtlErrorKind::Config,
+            LoadError::OpenSqlite { .. } => EtlErrorKind::Config,
+            _ => EtlErrorKind::Failed,
+        }
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    /// The table did not exist and was created.
+    pub created: bool,
+    /// Rows inserted or updated (rows an upsert found unchanged are not counted).
+    pub changed: u64,
+}
+
+/// What to load where.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadPlan {
+    /// The table as configured (`name` or `schema.name`).
+    pub table: String,
+    pub columns: Vec<Column>,
+    /// Indexes of the key columns.
+    pub keys: Vec<usize>,
+    /// Rows in the staging file.
+    pub rows: u64,
+    /// Delete the table's rows before inserting.
+    pub replace: bool,
+}
+
+impl LoadPlan {
+    /// `DELETE FROM` the table, for `replace`.
+    pub(crate) fn delete_sql(&self) -> String {
+        format!("DELETE FROM {}", self.quoted_table())
+    }
+
+    pub(crate) fn quoted_table(&self) -> String {
+        ident::quote_table(&self.table)
+    }
+
+    /// `"a", "b", ...` for every column.
+    pub(crate) fn column_list(&self) -> String {
+        let names = self.columns.iter().map(|c| ident::quote(&c.name));
+        names.collect::<Vec<_>>().join(", ")
+    }
+
+    pub(crate) fn key_list(&self) -> String {
+        let names = self
+            .keys
+            .iter()
+            .map(|&k| ident::quote(&self.columns[k].name));
+        names.collect::<Vec<_>>().join(", ")
+    }
+
+    /// The non-key columns, quoted.
+    pub(crate) fn value_columns(&self) -> Vec<String> {
+        (0..self.columns.len())
+            .filter(|i| !self.keys.contains(i))
+            .map(|i| ident::quote(&self.columns[i].name))
+            .collect()
+    }
+
+    /// `CREATE TABLE` with `sql_type` naming each column's type.
+    pub(crate) fn create_table_sql(&self, sql_type: fn(ColumnType) -> &'static str) -> String {
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let not_null = if self.keys.contains(&i) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!("{} {}{not_null}", ident::quote(&c.name), sql_type(c.ty))
+            })
+            .collect();
+        if !self.keys.is_empty() {
+            parts.push(format!("PRIMARY KEY ({})", self.key_list()));
+        }
+        format!(
+            "CREATE TABLE {} ({})",
+            self.quoted_table(),
+            parts.join(", ")
+        )
+    }
+}
+
+/// Whether values of type `ours` can go into a column of type `theirs`: the same type, or a
+/// wider one (integer into real, date into timestamp), or text, which holds anything.
+pub(crate) fn fits(ours: ColumnType, theirs: ColumnType) -> bool {
+    use ColumnType::*;
+    ours == theirs
+        || theirs == Text
+        || matches!((ours, theirs), (Integer, Real) | (Date, Timestamp))
+}
+
+/// A column of an existing table: its name and its type as the database declares it, mapped
+/// to ours (`None` for a type we cannot write).
+pub(crate) struct ExistingColumn {
+    pub name: String,
+    pub declared: String,
+    pub ty: Option<ColumnType>,
+}
+
+/// Checks an existing table against the source. `stored` maps a column's type to the type its
+/// values are stored as in this database.
+pub(crate) fn check_columns(
+    plan: &LoadPlan,
+    existing: &[ExistingColumn],
+    stored: fn(ColumnType) -> ColumnType,
+    case_insensitive: bool,
+) -> Result<(), LoadError> {
+    let key = |name: &str| {
+        if case_insensitive {
+            name.to_lowercase()
+        } else {
+            name.to_string()
+        }
+    };
+    let by_name: HashMap<String, &ExistingColumn> =
+        existing.iter().map(|c| (key(&c.name), c)).collect();
+    let mut problems = Vec::new();
+    for column in &plan.columns {
+        match by_name.get(&key(&column.name)) {
+            None => problems.push(format!("column {} is missing", column.name)),
+            // A column without values is all NULL, which any column holds.
+            Some(_) if column.values == 0 => {}
+            Some(theirs) if theirs.ty.is_some_and(|t| fits(stored(column.ty), t)) => {}
+            Some(theirs) => problems.push(format!(
+                "column {} is {} in the table but the source has {} values",
+                column.name, theirs.declared, column.ty
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::MatchColumns {
+            table: plan.table.clone(),
+            problems,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A column with `values` non-NULL values, named as its header.
+    pub(crate) fn column(name: &str, ty: ColumnType, values: u64) -> Column {
+        Column {
+            header: name.into(),
+            name: name.into(),
+            ty,
+            declared: false,
+            values,
+        }
+    }
+
+    /// A plan for table `etl.t`.
+    pub(crate) fn plan(columns: Vec<Column>, keys: Vec<usize>) -> LoadPlan {
+        LoadPlan {
+            table: "etl.t".into(),
+            columns,
+            keys,
+            rows: 0,
+            replace: false,
+        }
+    }
+
+    #[test]
+    fn create_table_quotes_and_keys() {
+        let p = plan(
+            vec![
+                column("id", ColumnType::Integer, 1),
+                column("order", ColumnType::Text, 1),
+            ],
+            vec![0],
+        );
+        let sql = p.create_table_sql(|t| {
+            if t == ColumnType::Integer {
+                "bigint"
+            } else {
+                "text"
+            }
+        });
+        assert_eq!(
+            sql,
+            "CREATE TABLE \"etl\".\"t\" (\"id\" bigint NOT NULL, \"order\" text, PRIMARY KEY (\"id\"))"
+        );
+    }
+
+    #[test]
+    fn widening_fits_narrowing_does_not() {
+        assert!(fits(ColumnType::Integer, ColumnType::Real));
+        assert!(fits(ColumnType::Date, ColumnType::Text));
+        assert!(!fits(ColumnType::Real, ColumnType::Integer));
+        assert!(!fits(ColumnType::Text, ColumnType::Date));
+    }
+
+    #[test]
+    fn mismatches_are_listed_together() {
+        let p = plan(
+            vec![
+                column("a", ColumnType::Real, 5),
+                column("b", ColumnType::Text, 5),
+                column("c", ColumnType::Date, 0),
+            ],
+            vec![],
+        );
+        let existing = [
+            ExistingColumn {
+                name: "A".into(),
+                declared: "INTEGER".into(),
+                ty: Some(ColumnType::Integer),
+            },
+            ExistingColumn {
+                name: "c".into(),
+                declared: "BLOB".into(),
+                ty: None,
+            },
+        ];
+        let err = check_columns(&p, &existing, |t| t, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("column a is INTEGER in the table but the source has real values"));
+        assert!(err.contains("column b is missing"), "{err}");
+        assert!(
+            !err.contains("column c"),
+            "an all-NULL column fits anything: {err}"
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! Loading into PostgreSQL: one transaction; the staging file goes as it is through
+//! `COPY ... FROM STDIN (FORMAT binary)` into a temp table, then one `INSERT ... SELECT` (with
+//! `ON CONFLICT` when there are key columns) moves the rows into the table.
+//!
+//! Types: bigint, double precision, date, timestamp (UTC; the transaction sets `TimeZone` to
+//! UTC so a `timestamptz` column reads them right), boolean, text. TLS: `sslmode=require`
+//! connects with rustls and verifies the server against the system's trusted roots
+//! (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured), which is stricter than libpq's
+//! `require`; `prefer` (the default) and `disable` connect without TLS.
+
+use std::path::Path;
+use std::pin::pin;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use credchain_core::{redact_url, Secret};
+use futures::SinkExt;
+use tokio::io::AsyncReadExt;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, NoTls, Transaction};
+
+use super::{check_columns, ExistingColumn, LoadError, LoadPlan, Outcome};
+use crate::etl::error::EtlError;
+use crate::etl::ident;
+use crate::etl::observer::{LogLevel, PipelineObserver, Step};
+use crate::etl::value::ColumnType;
+
+/// How long to wait for the server when the URL sets no `connect_timeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of the staging file sent per COPY message.
+const COPY_CHUNK: usize = 256 * 1024;
+/// The column of the temp table that holds the source line.
+const LINE_COLUMN: &str = "__credchain_line";
+/// SQLSTATE of "no unique or exclusion constraint matching the ON CONFLICT specification".
+const NO_MATCHING_CONSTRAINT: &str = "42P10";
+
+/// Loads the staging file into PostgreSQL.
+pub(crate) async fn load(
+    url: &Secret,
+    password: Option<&Secret>,
+    plan: &LoadPlan,
+    staging: &Path,
+    obs: &dyn PipelineObserver,
+) -> Result<Outcome, EtlError> {
+    let target = redact_url(url.expose());
+    let mut client = connect(url, password, &target).await?;
+    let run = |action| move |source| run_error(plan, action, source);
+    let tx = client
+        .transaction()
+        .await
+        .map_err(run("begin a transaction"))?;
+    tx.batch_execute("SET LOCAL TimeZone = 'UTC'")
+        .await
+        .map_err(run("set the time zone"))?;
+    let created = prepare_table(&tx, plan, obs).await?;
+    let stage = format!("credchain_stage_{}", uuid::Uuid::new_v4().simple());
+    tx.batch_execute(&temp_table_sql(plan, &stage))
+        .await
+        .map_err(run("create the staging table"))?;
+    copy_staging(&tx, plan, &stage, staging, obs).await?;
+    obs.log(
+        Step::Load,
+        LogLevel::Debug,
+        &format!("moving {} rows into {}", plan.rows, plan.table),
+    );
+    let changed = tx
+        .execute(&insert_sql(plan, &stage), &[])
+        .await
+        .map_err(run("insert the rows"))?;
+    tx.commit().await.map_err(run("commit"))?;
+    Ok(Outcome { created, changed })
+}
+
+async fn connect(
+    url: &Secret,
+    password: Option<&Secret>,
+    target: &str,
+) -> Result<Client, LoadError> {
+    let connect_error = |source| LoadError::ConnectPostgres {
+        target: target.to_string(),
+        source,
+    };
+    let mut config: tokio_postgres::Config = url.expose().parse().map_err(connect_error)?;
+    if let Some(password) = password {
+        config.password(password.expose());
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.application_name("credchain");
+    if config.get_ssl_mode() == SslMode::Require {
+        let tls = rustls_connector(target)?;
+        let (client, connection) = config.connect(tls).await.map_err(connect_error)?;
+        tokio::spawn(connection);
+        return Ok(client);
+    }
+    let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn rustls_connector(target: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, LoadError> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_platform_verifier())
+        .map_err(|e| LoadError::SetupTls {
+            target: target.to_string(),
+            reason: e.to_string(),
+        })?
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+fn run_error(plan: &LoadPlan, action: &'static str, source: tokio_postgres::Error) -> LoadError {
+    if source
+        .code()
+        .is_some_and(|c| c.code() == NO_MATCHING_CONSTRAINT)
+        && !plan.keys.is_empty()
+    {
+        return LoadError::FindUniqueKey {
+            table: plan.table.clone(),
+            keys: plan.key_list(),
+        };
+    }
+    LoadError::RunPostgres {
+        action,
+        table: plan.table.clone(),
+        source,
+    }
+}
+
+/// Creates the table, or checks the one that exists. True if created.
+async fn prepare_table(
+    tx: &Transaction<'_>,
+    plan: &LoadPlan,
+    obs: &dyn PipelineObserver,
+) -> Result<bool, LoadError> {
+    let run = |action| move |source| run_error(plan, action, source);
+    let rows = tx
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) \
+             AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&plan.quoted_table()],
+        )
+        .await
+        .map_err(run("read the columns"))?;
+    if rows.is_empty() {
+        tx.batch_execute(&plan.create_table_sql(sql_type))
+            .await
+            .map_err(run("create the table"))?;
+        obs.log(
+            Step::Load,
+            LogLevel::Info,
+            &format!("created table {}", plan.table),
+        );
+        return Ok(true);
+    }
+    let existing: Vec<ExistingColumn> = rows
+        .iter()
+        .map(|row| {
+            let declared: String = row.get(1);
+            ExistingColumn {
+                name: row.get(0),
+                ty: column_type(&declared),
+                declared,
+            }
+        })
+        .collect();
+    check_columns(plan, &existing, |t| t, false)?;
+    if plan.replace {
+        let deleted = tx
+            .execute(&plan.delete_sql(), &[])
+            .await
+            .map_err(run("delete the old rows"))?;
+        let message = format!("replacing the {deleted} rows of {}", plan.table);
+        obs.log(Step::Load, LogLevel::Info, &message);
+    }
+    Ok(false)
+}
+
+fn sql_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Boolean => "boolean",
+        ColumnType::Integer => "bigint",
+        ColumnType::Real => "double precision",
+        ColumnType::Date => "date",
+        ColumnType::Timestamp => "timestamp",
+        ColumnType::Text => "text",
+    }
+}
+
+/// Our type for a column type as `format_type` prints it; `None` for types we do not write.
+fn column_type(declared: &str) -> Option<ColumnType> {
+    let base = declared.split('(').next().unwrap_or(declared).trim();
+    Some(match base {
+        "bigint" | "integer" | "smallint" => ColumnType::Integer,
+        "double precision" | "real" | "numeric" => ColumnType::Real,
+        "date" => ColumnType::Date,
+        "timestamp without time zone" | "timestamp with time zone" => ColumnType::Timestamp,
+        "boolean" => ColumnType::Boolean,
+        "text" | "character varying" | "character" => ColumnType::Text,
+        _ if base.starts_with("timestamp") => ColumnType::Timestamp,
+        _ => return None,
+    })
+}
+
+fn temp_table_sql(plan: &LoadPlan, stage: &str) -> String {
+    let columns = plan
+        .columns
+        .iter()
+        .map(|c| format!(", {} {}", ident::quote(&c.name), sql_type(c.ty)));
+    format!(
+        "CREATE TEMP TABLE {} ({} bigint{}) ON COMMIT DROP",
+        ident::quote(stage),
+        ident::quote(LINE_COLUMN),
+        columns.collect::<String>()
+    )
+}
+
+/// Streams the staging file into the temp table; progress is estimated from the bytes sent.
+async fn copy_staging(
+    tx: &Transaction<'_>,
+    plan: &LoadPlan,
+    stage: &str,
+    staging: &Path,
+    obs: &dyn PipelineObserver,
+) -> Result<(), LoadError> {
+    let run = |action| move |source| run_error(plan, action, source);
+    let mut file = tokio::fs::File::open(staging)
+        .await
+        .map_err(LoadError::ReadStaging)?;
+    let total = file
+        .metadata()
+        .await
+        .map_err(LoadError::ReadStaging)?
+        .len()
+        .max(1);
+    let copy = format!("COPY {} FROM STDIN (FORMAT binary)", ident::quote(stage));
+    let sink = tx.copy_in(&copy).await.map_err(run("start the copy"))?;
+    let mut sink = pin!(sink);
+    let mut sent = 0u64;
+    loop {
+        let mut chunk = BytesMut::with_capacity(COPY_CHUNK);
+        let n = file
+            .read_buf(&mut chunk)
+            .await
+            .map_err(LoadError::ReadStaging)?;
+        if n == 0 {
+            break;
+        }
+        sent += n as u64;
+        sink.send(chunk.freeze())
+            .await
+            .map_err(run("copy the rows"))?;
+        obs.progress(Step::Load, plan.rows * sent / total, Some(plan.rows));
+    }
+    sink.as_mut().finish().await.map_err(run("copy the rows"))?;
+    Ok(())
+}
+
+fn insert_sql(plan: &LoadPlan, stage: &str) -> String {
+    let columns = plan.column_list();
+    let mut sql = format!("INSERT INTO {} AS dst ({columns}) ", plan.quoted_table());
+    if plan.keys.is_empty() {
+        sql += &format!("SELECT {columns} FROM {}", ident::quote(stage));
+        return sql;
+    }
+    // The later line wins when a key appears twice in the input; ON CONFLICT refuses to
+    // touch one row twice in a statement.
+    let keys = plan.key_list();
+    sql += &format!(
+        "SELECT DISTINCT ON ({keys}) {columns} FROM {} ORDER BY {keys}, {} DESC ON CONFLICT ({keys}) ",
+        ident::quote(stage),
+        ident::quote(LINE_COLUMN)
+    );
+    let values = plan.value_columns();
+    if values.is_empty() {
+        return sql + "DO NOTHING";
+    }
+    let set: Vec<String> = values
+        .iter()
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    let old: Vec<String> = values.iter().map(|c| format!("dst.{c}")).collect();
+    let new: Vec<String> = values.iter().map(|c| format!("EXCLUDED.{c}")).collect();
+    sql + &format!(
+        "DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})",
+        set.join(", "),
+        old.join(", "),
+        new.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etl::load::tests::{column, plan};
+
+    #[test]
+    fn format_type_names_map_to_ours() {
+        assert_eq!(column_type("bigint"), Some(ColumnType::Integer));
+        assert_eq!(column_type("numeric(10,2)"), Some(ColumnType::Real));
+        assert_eq!(column_type("character varying(20)"), Some(ColumnType::Text));
+        assert_eq!(
+            column_type("timestamp(3) with time zone"),
+            Some(ColumnType::Timestamp)
+        );
+        assert_eq!(column_type("jsonb"), None);
+    }
+
+    #[test]
+    fn upsert_keeps_the_last_line_per_key() {
+        let ty = ColumnType::Text;
+        let plan = plan(vec![column("id", ty, 1), column("v", ty, 1)], vec![0]);
+        let sql = insert_sql(&plan, "s");
+        assert!(sql.contains("SELECT DISTINCT ON (\"id\") \"id\", \"v\" FROM \"s\" ORDER BY \"id\", \"__credchain_line\" DESC"), "{sql}");
+        assert!(
+            sql.ends_with("WHERE (dst.\"v\") IS DISTINCT FROM (EXCLUDED.\"v\")"),
+            "{sql}"
+        );
+    }
+}

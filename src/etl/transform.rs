@@ -1,0 +1,312 @@
+//! The transform step: name the columns, decide their types from the profile (see
+//! [`super::infer`]), then read the source again and sort every record into the staging file
+//! (clean rows, typed) or the rejects file (with line and reason). Fails, after writing the
+//! rejects file, when more than `max_rejected` of the rows were rejected.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tempfile::TempPath;
+
+use super::config::{Format, PipelineConfig};
+use super::error::EtlError;
+use super::extract::Extracted;
+use super::ident;
+use super::observer::{LogLevel, Reporter};
+use super::records::{Record, RecordReader};
+use super::rejects::{RejectsWriter, WriteRejectsError};
+use super::staging::StagingWriter;
+use super::value::{self, ColumnType, ParseFailure};
+
+/// How much of a bad value a reject reason quotes.
+const QUOTED_VALUE_CHARS: usize = 40;
+
+/// One column of the target table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Column {
+    /// The header as the source names it.
+    pub header: String,
+    /// The SQL identifier (see [`super::ident`]).
+    pub name: String,
+    /// The type, inferred or from `types`.
+    pub ty: ColumnType,
+    /// Whether the type came from `types` rather than inference.
+    pub declared: bool,
+    /// How many records had a value (not NULL) in this column.
+    pub values: u64,
+}
+
+/// Why transform failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    /// `key` or `types` names a column the source does not have.
+    #[error("pipeline.{field}: the source has no column `{name}` (columns: {columns})")]
+    FindColumn {
+        /// `key` or `types`.
+        field: &'static str,
+        /// The name given.
+        name: String,
+        /// The source's column names.
+        columns: String,
+    },
+    /// The rejects file could not be written.
+    #[error(transparent)]
+    WriteRejects(#[from] WriteRejectsError),
+    /// The staging file could not be written.
+    #[error("cannot write the staging file in the temp directory")]
+    WriteStaging(#[source] std::io::Error),
+    /// Too many rows were rejected; the rejects file is written and nothing was loaded.
+    #[error(
+        "{rejected} of {read} rows rejected, more than max_rejected = {max_rejected}; \
+         nothing was loaded; see {} (set `types` for columns whose values are valid)",
+        rejects.display()
+    )]
+    RejectTooMany {
+        /// Rows rejected.
+        rejected: u64,
+        /// Rows read.
+        read: u64,
+        /// The allowed share.
+        max_rejected: f64,
+        /// The rejects file.
+        rejects: PathBuf,
+    },
+}
+
+/// The result of the transform step, handed to load.
+#[derive(Debug)]
+pub struct Transformed {
+    pub(crate) columns: Vec<Column>,
+    pub(crate) keys: Vec<usize>,
+    pub(crate) staging: TempPath,
+    pub(crate) rows_read: u64,
+    pub(crate) rows_rejected: u64,
+    pub(crate) rejects: PathBuf,
+    pub(crate) started: Instant,
+}
+
+impl Transformed {
+    /// The columns, in source order.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Records read.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    /// Records rejected (written to the rejects file).
+    pub fn rows_rejected(&self) -> u64 {
+        self.rows_rejected
+    }
+
+    /// Records that will be loaded.
+    pub fn rows_accepted(&self) -> u64 {
+        self.rows_read - self.rows_rejected
+    }
+
+    /// The rejects file, written on every run.
+    pub fn rejects_path(&self) -> &Path {
+        &self.rejects
+    }
+}
+
+/// Names the columns and decides their types (cheap; runs before the pass).
+pub(crate) fn plan_columns(
+    config: &PipelineConfig,
+    extracted: &Extracted,
+) -> Result<(Vec<Column>, Vec<usize>), TransformError> {
+    let headers = &extracted.headers;
+    let names = ident::column_names(headers);
+    let mut declared = vec![None; headers.len()];
+    for (wanted, ty) in &config.types {
+        declared[find_column("types", wanted, headers, &names)?] = Some(*ty);
+    }
+    let keys = config
+        .key
+        .iter()
+        .map(|wanted| find_column("key", wanted, headers, &names))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tallies = extracted.profile.columns();
+    let columns = headers
+        .iter()
+        .zip(names)
+        .zip(declared)
+        .zip(tallies)
+        .map(|(((header, name), declared), tally)| Column {
+            header: header.clone(),
+            name,
+            ty: declared.unwrap_or_else(|| tally.infer(config.max_rejected)),
+            declared: declared.is_some(),
+            values: tally.non_empty(),
+        })
+        .collect();
+    Ok((columns, keys))
+}
+
+/// Finds a column by its header, its SQL name, or the SQL name its text would become.
+fn find_column(
+    field: &'static str,
+    wanted: &str,
+    headers: &[String],
+    names: &[String],
+) -> Result<usize, TransformError> {
+    let normalized = ident::normalize(wanted, 0);
+    headers
+        .iter()
+        .position(|h| h == wanted)
+        .or_else(|| names.iter().position(|n| n == wanted))
+        .or_else(|| names.iter().position(|n| *n == normalized))
+        .ok_or_else(|| TransformError::FindColumn {
+            field,
+            name: wanted.to_string(),
+            columns: names.join(", "),
+        })
+}
+
+/// What the pass needs besides the extracted source.
+pub(crate) struct Plan {
+    pub columns: Vec<Column>,
+    pub keys: Vec<usize>,
+    pub rejects: PathBuf,
+    pub max_rejected: f64,
+}
+
+/// Reads every record again and sorts it into staging or rejects (blocking).
+pub(crate) fn sort_records(
+    extracted: Extracted,
+    plan: Plan,
+    reporter: &Reporter,
+) -> Result<Transformed, EtlError> {
+    let input = extracted.source.open()?;
+    let mut reader = match extracted.format {
+        Format::Csv => RecordReader::csv(input)?.0,
+        Format::Jsonl => RecordReader::jsonl(input, extracted.keys.clone(), false),
+    };
+    let (file, staging) = tempfile::Builder::new()
+        .prefix("credchain-staging-")
+        .tempfile()
+        .map_err(TransformError::WriteStaging)?
+        .into_parts();
+    let mut out = StagingWriter::new(file).map_err(TransformError::WriteStaging)?;
+    let mut rejects = RejectsWriter::create(&plan.rejects).map_err(TransformError::from)?;
+    let mut is_key = vec![false; plan.columns.len()];
+    plan.keys.iter().for_each(|&k| is_key[k] = true);
+
+    let mut rec = Record::default();
+    let mut read = 0u64;
+    while reader.next(&mut rec)? {
+        read += 1;
+        match stage_row(&rec, &plan.columns, &is_key, &mut out) {
+            Ok(()) => out.commit().map_err(TransformError::WriteStaging)?,
+            Err(reason) => {
+                let raw = reader.raw(&rec);
+                rejects
+                    .write(rec.line, &reason, &raw)
+                    .map_err(TransformError::from)?;
+            }
+        }
+        reporter.tick(read)?;
+    }
+    reporter.progress(read);
+    out.finish().map_err(TransformError::WriteStaging)?;
+    let rejected = rejects.count();
+    let rejects_path = rejects.finish().map_err(TransformError::from)?;
+    report_outcome(reporter, &plan, read, rejected, &rejects_path)?;
+    Ok(Transformed {
+        columns: plan.columns,
+        keys: plan.keys,
+        staging,
+        rows_read: read,
+        rows_rejected: rejected,
+        rejects: rejects_path,
+        started: extracted.started,
+    })
+}
+
+/// Logs the column types and the rejects; fails over the threshold.
+fn report_outcome(
+    reporter: &Reporter,
+    plan: &Plan,
+    read: u64,
+    rejected: u64,
+    rejects: &Path,
+) -> Result<(), TransformError> {
+    for c in &plan.columns {
+        let how = if c.declared { "declared" } else { "inferred" };
+        let nulls = read.saturating_sub(c.values);
+        reporter.log(
+            LogLevel::Debug,
+            format!("column {}: {} ({how}), {nulls} NULL", c.name, c.ty),
+        );
+    }
+    if rejected as f64 > plan.max_rejected * read as f64 {
+        return Err(TransformError::RejectTooMany {
+            rejected,
+            read,
+            max_rejected: plan.max_rejected,
+            rejects: rejects.to_path_buf(),
+        });
+    }
+    if rejected > 0 {
+        let msg = format!(
+            "{rejected} of {read} rows rejected; see {}",
+            rejects.display()
+        );
+        reporter.log(LogLevel::Warning, msg);
+    }
+    Ok(())
+}
+
+/// Stages one record, or says why it is rejected.
+fn stage_row(
+    rec: &Record,
+    columns: &[Column],
+    is_key: &[bool],
+    out: &mut StagingWriter,
+) -> Result<(), String> {
+    if let Some(problem) = &rec.problem {
+        return Err(problem.clone());
+    }
+    if rec.fields.len() != columns.len() {
+        return Err(format!(
+            "expected {} fields, found {}",
+            columns.len(),
+            rec.fields.len()
+        ));
+    }
+    out.begin(rec.line, columns.len());
+    for ((field, column), &key) in rec.fields.iter().zip(columns).zip(is_key) {
+        if value::trim(field).is_empty() {
+            if key {
+                return Err(format!("key column {} is empty", column.name));
+            }
+            out.null();
+            continue;
+        }
+        match value::parse(column.ty, field) {
+            Ok(v) => out.value(v),
+            Err(failure) => return Err(describe(failure, column, field)),
+        }
+    }
+    Ok(())
+}
+
+fn describe(failure: ParseFailure, column: &Column, field: &[u8]) -> String {
+    match failure {
+        ParseFailure::InvalidUtf8 => format!("column {}: not valid UTF-8", column.name),
+        ParseFailure::NulByte => format!("column {}: holds a NUL byte", column.name),
+        ParseFailure::Mismatch => {
+            let text = String::from_utf8_lossy(value::trim(field));
+            let mut quoted: String = text.chars().take(QUOTED_VALUE_CHARS).collect();
+            if text.chars().count() > QUOTED_VALUE_CHARS {
+                quoted.push('…');
+            }
+            format!(
+                "column {} ({}): `{quoted}` is not a valid {}",
+                column.name, column.ty, column.ty
+            )
+        }
+    }
+}

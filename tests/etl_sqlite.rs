@@ -1,0 +1,534 @@
+//! The ETL pipeline against real SQLite files in temp directories.
+
+mod etl_support;
+
+use std::path::Path;
+
+use credchain::etl::{sample, ColumnType, EtlError, EtlErrorKind, LoadError, Step};
+use etl_support::*;
+use rusqlite::Connection;
+
+fn sqlite_body(dir: &Path, source: &Path, table: &str, extra: &str) -> String {
+    let db = dir.join("etl.db");
+    let rejects = dir.join(format!("{table}.rejects.csv"));
+    format!(
+        "source = {}\ntarget = {}\ntable = \"{table}\"\nrejects = {}\n{extra}",
+        toml_str(source.to_string_lossy()),
+        toml_str(format!("sqlite://{}", db.display())),
+        toml_str(rejects.to_string_lossy()),
+    )
+}
+
+fn count(db: &Path, table: &str) -> i64 {
+    let conn = Connection::open(db).unwrap();
+    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+fn table_exists(db: &Path, table: &str) -> bool {
+    if !db.exists() {
+        return false;
+    }
+    let conn = Connection::open(db).unwrap();
+    let sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1";
+    conn.query_row(sql, [table], |r| r.get::<_, i64>(0))
+        .unwrap()
+        == 1
+}
+
+/// Every row, as text, in rowid order: for "exactly as before" checks.
+fn dump(db: &Path, table: &str) -> Vec<String> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(&format!("SELECT * FROM \"{table}\" ORDER BY rowid"))
+        .unwrap();
+    let width = stmt.column_count();
+    let rows = stmt.query_map([], |row| {
+        let values: Vec<String> = (0..width)
+            .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+            .collect();
+        Ok(values.join("|"))
+    });
+    rows.unwrap().map(Result::unwrap).collect()
+}
+
+#[tokio::test]
+async fn birdstrikes_load_with_sensible_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&sqlite_body(dir.path(), &birdstrikes(), "birdstrikes", ""));
+    let obs = Recorder::default();
+    let (summary, columns) = run_steps(&pipeline(config), &obs).await.unwrap();
+
+    assert_eq!(
+        (
+            summary.rows_read,
+            summary.rows_loaded,
+            summary.rows_rejected
+        ),
+        (10_000, 10_000, 0)
+    );
+    assert!(summary.table_created);
+    let db = dir.path().join("etl.db");
+    assert_eq!(count(&db, "birdstrikes"), 10_000);
+
+    assert_eq!(column(&columns, "flight_date").ty, ColumnType::Date);
+    assert_eq!(column(&columns, "cost_total").ty, ColumnType::Integer);
+    assert_eq!(column(&columns, "cost_other").ty, ColumnType::Integer);
+    assert_eq!(
+        column(&columns, "speed_ias_in_knots").ty,
+        ColumnType::Integer
+    );
+    assert_eq!(column(&columns, "airport_name").ty, ColumnType::Text);
+
+    let conn = Connection::open(&db).unwrap();
+    let declared: Vec<(String, String)> = conn
+        .prepare("SELECT name, type FROM pragma_table_info('birdstrikes')")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        declared.contains(&("cost_total".into(), "INTEGER".into())),
+        "{declared:?}"
+    );
+    assert!(
+        declared.contains(&("flight_date".into(), "TEXT".into())),
+        "{declared:?}"
+    );
+    let nulls: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM birdstrikes WHERE speed_ias_in_knots IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(nulls, 2_836);
+    let kinds: String = conn
+        .query_row(
+            "SELECT typeof(cost_total) || ',' || typeof(flight_date) || ',' || flight_date \
+             FROM birdstrikes ORDER BY rowid LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kinds, "integer,text,1990-01-08");
+}
+
+#[tokio::test]
+async fn every_step_reports_logs_progress_and_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&sqlite_body(dir.path(), &birdstrikes(), "birds", ""));
+    let obs = Recorder::default();
+    run_steps(&pipeline(config), &obs).await.unwrap();
+
+    assert_eq!(
+        *obs.finished.lock().unwrap(),
+        [Step::Extract, Step::Transform, Step::Load]
+    );
+    let progress = obs.progress.lock().unwrap();
+    for step in [Step::Extract, Step::Transform, Step::Load] {
+        let last = progress
+            .iter()
+            .rev()
+            .find(|p| p.0 == step)
+            .expect("progress of every step");
+        assert_eq!(last.1, 10_000, "{step} ends at the row count");
+    }
+    assert!(obs
+        .all_text()
+        .contains("loaded 10000 of 10000 rows into birds"));
+}
+
+#[tokio::test]
+async fn rerun_with_key_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = write_file(dir.path(), "ids.csv", &birdstrikes_with_ids(500));
+    let config = config(&sqlite_body(dir.path(), &source, "keyed", "key = [\"id\"]"));
+    let pipeline = pipeline(config);
+    let db = dir.path().join("etl.db");
+
+    let first = pipeline.run_all(&Recorder::default()).await.unwrap();
+    assert_eq!(first.rows_changed, 500);
+    let before = dump(&db, "keyed");
+    let second = pipeline.run_all(&Recorder::default()).await.unwrap();
+    assert_eq!((second.rows_loaded, second.rows_changed), (500, 0));
+    assert_eq!(dump(&db, "keyed"), before);
+
+    // One changed value updates exactly one row.
+    let mut lines = birdstrikes_with_ids(500);
+    lines[7] = lines[7].replacen(",0,0,0,", ",1,0,1,", 1);
+    write_file(dir.path(), "ids.csv", &lines);
+    let third = pipeline.run_all(&Recorder::default()).await.unwrap();
+    assert_eq!((third.rows_changed, count(&db, "keyed")), (1, 500));
+}
+
+#[tokio::test]
+async fn a_key_twice_in_the_input_keeps_the_later_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = ["id,v", "1,first", "2,x", "1,second"].map(String::from);
+    let source = write_file(dir.path(), "dup.csv", &lines);
+    let config = config(&sqlite_body(dir.path(), &source, "dup", "key = \"id\""));
+    pipeline(config)
+        .run_all(&Recorder::default())
+        .await
+        .unwrap();
+    let conn = Connection::open(dir.path().join("etl.db")).unwrap();
+    let v: String = conn
+        .query_row("SELECT v FROM dup WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, "second");
+}
+
+/// 40 good rows; line 5 has a missing field, line 9 text in the integer column.
+fn file_with_bad_rows(dir: &Path) -> std::path::PathBuf {
+    let mut lines = vec!["id,name,amount".to_string()];
+    lines.extend((1..=40).map(|i| format!("{i},name {i},{}", i * 10)));
+    lines[4] = "4,only two".into();
+    lines[8] = "8,eight,lots".into();
+    write_file(dir, "bad.csv", &lines)
+}
+
+#[tokio::test]
+async fn bad_rows_go_to_the_rejects_file_with_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = file_with_bad_rows(dir.path());
+    let config = config(&sqlite_body(
+        dir.path(),
+        &source,
+        "bad",
+        "max_rejected = 0.1",
+    ));
+    let obs = Recorder::default();
+    let (summary, columns) = run_steps(&pipeline(config), &obs).await.unwrap();
+
+    assert_eq!(
+        (
+            summary.rows_read,
+            summary.rows_loaded,
+            summary.rows_rejected
+        ),
+        (40, 38, 2)
+    );
+    assert_eq!(column(&columns, "amount").ty, ColumnType::Integer);
+    assert_eq!(count(&dir.path().join("etl.db"), "bad"), 38);
+    let rejects = std::fs::read_to_string(dir.path().join("bad.rejects.csv")).unwrap();
+    assert_eq!(
+        rejects,
+        "line,reason,record\n\
+         5,\"expected 3 fields, found 2\",\"4,only two\"\n\
+         9,column amount (integer): `lots` is not a valid integer,\"8,eight,lots\"\n"
+    );
+    assert!(obs.all_text().contains("2 of 40 rows rejected"));
+}
+
+#[tokio::test]
+async fn line_numbers_count_quoted_newlines_and_blank_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = ["a,b", "1,\"two\nlines\"", "", "x,y", "3,z"].map(String::from);
+    let source = write_file(dir.path(), "lines.csv", &lines);
+    let config = config(&sqlite_body(
+        dir.path(),
+        &source,
+        "lines",
+        "max_rejected = 0.5",
+    ));
+    pipeline(config)
+        .run_all(&Recorder::default())
+        .await
+        .unwrap();
+    let rejects = std::fs::read_to_string(dir.path().join("lines.rejects.csv")).unwrap();
+    assert!(rejects.contains("\n5,column a (integer): `x`"), "{rejects}");
+}
+
+#[tokio::test]
+async fn too_many_rejects_fail_and_leave_the_table_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let good: Vec<String> = ["id,name,amount", "1,a,10", "2,b,20"]
+        .map(String::from)
+        .to_vec();
+    let good_source = write_file(dir.path(), "good.csv", &good);
+    pipeline(config(&sqlite_body(dir.path(), &good_source, "bad", "")))
+        .run_all(&Recorder::default())
+        .await
+        .unwrap();
+    let before = dump(&db, "bad");
+
+    let source = file_with_bad_rows(dir.path());
+    let body = sqlite_body(dir.path(), &source, "bad", "max_rejected = 0.03");
+    let err = pipeline(config(&body))
+        .run_all(&Recorder::default())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("2 of 40 rows rejected, more than max_rejected = 0.03"),
+        "{text}"
+    );
+    assert_eq!(err.kind(), EtlErrorKind::Failed);
+    assert_eq!(dump(&db, "bad"), before, "the table is untouched");
+    let rejects = std::fs::read_to_string(dir.path().join("bad.rejects.csv")).unwrap();
+    assert_eq!(
+        rejects.lines().count(),
+        3,
+        "the rejects file is still written"
+    );
+
+    // A table that did not exist is not created.
+    let body = sqlite_body(dir.path(), &source, "fresh", "max_rejected = 0.03");
+    assert!(pipeline(config(&body))
+        .run_all(&Recorder::default())
+        .await
+        .is_err());
+    assert!(!table_exists(&db, "fresh"));
+}
+
+#[tokio::test]
+async fn a_load_that_fails_midway_leaves_the_table_exactly_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let conn = Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE strict (id INTEGER UNIQUE, name TEXT NOT NULL, amount INTEGER);
+         INSERT INTO strict VALUES (1000, 'kept', 1), (1001, 'also kept', 2);",
+    )
+    .unwrap();
+    drop(conn);
+    let before = dump(&db, "strict");
+
+    // 200 good rows, then a NOT NULL violation on the last line.
+    let mut lines = vec!["id,name,amount".to_string()];
+    lines.extend((1..=200).map(|i| format!("{i},n{i},{i}")));
+    lines.push("201,,5".into());
+    let source = write_file(dir.path(), "late.csv", &lines);
+    let err = pipeline(config(&sqlite_body(dir.path(), &source, "strict", "")))
+        .run_all(&Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EtlError::Load(LoadError::InsertRow { line: 202, .. })),
+        "{err:?}"
+    );
+    assert_eq!(dump(&db, "strict"), before);
+
+    // A duplicate of a UNIQUE id inside the input fails the same way.
+    let mut lines = vec!["id,name,amount".to_string()];
+    lines.extend((1..=50).map(|i| format!("{i},n{i},{i}")));
+    lines.push("7,again,7".into());
+    let source = write_file(dir.path(), "dup.csv", &lines);
+    let err = pipeline(config(&sqlite_body(dir.path(), &source, "strict", "")))
+        .run_all(&Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("line 52"), "{err}");
+    assert_eq!(dump(&db, "strict"), before);
+}
+
+#[tokio::test]
+async fn an_existing_table_that_does_not_match_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE other (id INTEGER, label INTEGER)")
+        .unwrap();
+    let lines = ["id,name", "1,a"].map(String::from);
+    let source = write_file(dir.path(), "o.csv", &lines);
+    let err = pipeline(config(&sqlite_body(dir.path(), &source, "other", "")))
+        .run_all(&Recorder::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "table other does not match the source: column name is missing; load into a new \
+         table, change the table, or set `types`"
+    );
+}
+
+#[tokio::test]
+async fn upsert_without_a_unique_key_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE loose (id INTEGER, name TEXT)")
+        .unwrap();
+    let source = write_file(dir.path(), "l.csv", &["id,name", "1,a"].map(String::from));
+    let body = sqlite_body(dir.path(), &source, "loose", "key = [\"id\"]");
+    let err = pipeline(config(&body))
+        .run_all(&Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("needs a primary key or unique constraint on (\"id\")"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn replace_swaps_the_rows_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = write_file(
+        dir.path(),
+        "r.csv",
+        &["id,name", "1,a", "2,b"].map(String::from),
+    );
+    let body = sqlite_body(dir.path(), &source, "swap", "replace = true");
+    let pipeline = pipeline(config(&body));
+    pipeline.run_all(&Recorder::default()).await.unwrap();
+    pipeline.run_all(&Recorder::default()).await.unwrap();
+    assert_eq!(count(&dir.path().join("etl.db"), "swap"), 2);
+}
+
+#[tokio::test]
+async fn overrides_win_and_reject_what_does_not_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        "Zip Code,Flag,When",
+        "02134,yes,2024-01-02",
+        "10001,no,2024-01-03T10:00:00Z",
+    ]
+    .map(String::from);
+    let source = write_file(dir.path(), "o.csv", &lines);
+    let extra = "types = { \"Zip Code\" = \"text\", flag = \"boolean\" }";
+    let (summary, columns) = run_steps(
+        &pipeline(config(&sqlite_body(dir.path(), &source, "o", extra))),
+        &Recorder::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.rows_loaded, 2);
+    assert_eq!(column(&columns, "zip_code").ty, ColumnType::Text);
+    assert!(column(&columns, "zip_code").declared);
+    assert_eq!(column(&columns, "when").ty, ColumnType::Timestamp);
+    let conn = Connection::open(dir.path().join("etl.db")).unwrap();
+    let row: (String, i64, String) = conn
+        .query_row(
+            "SELECT zip_code, flag, \"when\" FROM o ORDER BY rowid LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("02134".into(), 1, "2024-01-02 00:00:00".into()));
+}
+
+#[tokio::test]
+async fn json_lines_load_with_nulls_for_missing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"id": 1, "name": "a", "score": 1.5}"#,
+        r#"{"id": 2, "name": null, "tags": ["x"]}"#,
+        r#"not json"#,
+        r#"{"id": 3, "name": "c", "score": 2}"#,
+    ]
+    .map(String::from);
+    let source = write_file(dir.path(), "j.jsonl", &lines);
+    let body = sqlite_body(dir.path(), &source, "j", "max_rejected = 0.3");
+    let (summary, columns) = run_steps(&pipeline(config(&body)), &Recorder::default())
+        .await
+        .unwrap();
+    assert_eq!((summary.rows_loaded, summary.rows_rejected), (3, 1));
+    assert_eq!(column(&columns, "score").ty, ColumnType::Real);
+    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "name", "score", "tags"]);
+    let conn = Connection::open(dir.path().join("etl.db")).unwrap();
+    let nulls: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM j WHERE name IS NULL OR score IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(nulls, 1);
+    let rejects = std::fs::read_to_string(dir.path().join("j.rejects.csv")).unwrap();
+    assert!(rejects.contains("\n3,invalid JSON"), "{rejects}");
+}
+
+#[tokio::test]
+async fn the_builtin_sample_loads_from_any_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sample::default_pipeline();
+    let db = dir.path().join("sample.db");
+    config.target = Some(credchain::etl::config::TargetUrl::new(format!(
+        "sqlite://{}",
+        db.display()
+    )));
+    config.rejects = Some(dir.path().join("birdstrikes.rejects.csv"));
+    let pipeline = pipeline(config);
+    let summary = pipeline.run_all(&Recorder::default()).await.unwrap();
+    assert_eq!((summary.rows_loaded, summary.rows_rejected), (10_000, 0));
+    // replace = true: a second run leaves the same 10,000 rows.
+    pipeline.run_all(&Recorder::default()).await.unwrap();
+    assert_eq!(count(&db, "birdstrikes"), 10_000);
+}
+
+#[tokio::test]
+async fn a_missing_source_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.csv");
+    let err = pipeline(config(&sqlite_body(dir.path(), &missing, "t", "")))
+        .extract(&Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nope.csv"), "{err}");
+    assert_eq!(err.kind(), EtlErrorKind::Config);
+}
+
+mod http {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Serves one response per connection, `requests` times, on a loopback port.
+    async fn serve(status: &'static str, body: Vec<u8>, requests: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..requests {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = vec![0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                socket.write_all(head.as_bytes()).await.unwrap();
+                socket.write_all(&body).await.unwrap();
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn an_http_source_is_downloaded_then_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = std::fs::read(birdstrikes()).unwrap();
+        let base = serve("200 OK", body, 1).await;
+        let url = format!("{base}/data/birdstrikes.csv?token=1");
+        let text = sqlite_body(dir.path(), Path::new(&url), "web", "");
+        let summary = pipeline(config(&text))
+            .run_all(&Recorder::default())
+            .await
+            .unwrap();
+        assert_eq!(summary.rows_loaded, 10_000);
+    }
+
+    #[tokio::test]
+    async fn an_http_error_status_is_reported_without_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = serve("404 Not Found", b"gone".to_vec(), 1).await;
+        let url = base.replace("http://", "http://user:FAKEpw@") + "/x.csv";
+        let text = sqlite_body(dir.path(), Path::new(&url), "web", "");
+        let err = pipeline(config(&text))
+            .extract(&Recorder::default())
+            .await
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("the server answered 404"), "{shown}");
+        assert!(!shown.contains("FAKEpw"), "{shown}");
+    }
+}
