@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
@@ -53,6 +53,7 @@ impl LogSink {
 #[derive(Debug)]
 pub struct LogShipper {
     sink: LogSink,
+    stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
@@ -60,9 +61,11 @@ impl LogShipper {
     /// Starts shipping through `client`.
     pub fn start(client: PrefectClient) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(ship(client, rx));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(ship(client, rx, stopped));
         LogShipper {
             sink: LogSink { tx },
+            stop,
             task,
         }
     }
@@ -72,19 +75,28 @@ impl LogShipper {
         self.sink.clone()
     }
 
-    /// Sends what is queued and stops. Lines queued through clones of the sink after this are
-    /// dropped, so call it when the run's work is done.
+    /// Sends what is queued and stops, whether or not clones of the sink are still alive;
+    /// lines queued after this are dropped, so call it when the run's work is done.
     pub async fn finish(self) {
-        drop(self.sink);
+        let _ = self.stop.send(());
         let _ = self.task.await;
     }
 }
 
-async fn ship(client: PrefectClient, mut rx: mpsc::UnboundedReceiver<LogRecord>) {
+async fn ship(
+    client: PrefectClient,
+    mut rx: mpsc::UnboundedReceiver<LogRecord>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut warned = false;
+    let mut stopping = false;
     loop {
-        let open = collect(&mut rx, &mut batch).await;
+        let open = if stopping {
+            drain(&mut rx, &mut batch)
+        } else {
+            collect(&mut rx, &mut batch, &mut stopped, &mut stopping).await
+        };
         if !batch.is_empty() {
             if let Err(error) = client
                 .post_json::<serde_json::Value>("/logs/", &batch)
@@ -103,9 +115,14 @@ async fn ship(client: PrefectClient, mut rx: mpsc::UnboundedReceiver<LogRecord>)
     }
 }
 
-/// Fills `batch` until it is full, the flush interval passes, or the channel closes (then
-/// returns false).
-async fn collect(rx: &mut mpsc::UnboundedReceiver<LogRecord>, batch: &mut Vec<LogRecord>) -> bool {
+/// Fills `batch` until it is full or the flush interval passes (returns true), until every
+/// sink is gone (returns false), or until the shipper is told to stop (then drains).
+async fn collect(
+    rx: &mut mpsc::UnboundedReceiver<LogRecord>,
+    batch: &mut Vec<LogRecord>,
+    stopped: &mut oneshot::Receiver<()>,
+    stopping: &mut bool,
+) -> bool {
     let deadline = tokio::time::sleep(FLUSH_INTERVAL);
     tokio::pin!(deadline);
     while batch.len() < MAX_BATCH {
@@ -114,7 +131,22 @@ async fn collect(rx: &mut mpsc::UnboundedReceiver<LogRecord>, batch: &mut Vec<Lo
                 Some(record) => batch.push(record),
                 None => return false,
             },
+            _ = &mut *stopped => {
+                *stopping = true;
+                return drain(rx, batch);
+            }
             _ = &mut deadline => return true,
+        }
+    }
+    true
+}
+
+/// Takes what is queued now, up to a full batch. True while more may be queued.
+fn drain(rx: &mut mpsc::UnboundedReceiver<LogRecord>, batch: &mut Vec<LogRecord>) -> bool {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(record) => batch.push(record),
+            Err(_) => return false,
         }
     }
     true
