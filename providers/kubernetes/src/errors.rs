@@ -47,6 +47,10 @@ pub fn read_failure(req: Request<'_>, err: kube::Error) -> SourceError {
                 "source `{source}`: cannot reach the Kubernetes API server at {server} to read {what}"
             ))
             .with_cause(err)
+            .with_hint(
+                "check that the API server is up at that address and that its certificate is \
+                 signed by the configured CA (ca.crt, or the kubeconfig's certificate-authority)",
+            )
         }
         other => SourceError::unavailable(format!(
             "source `{source}`: reading {what} from {server} failed"
