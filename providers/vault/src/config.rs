@@ -23,16 +23,6 @@ pub const DEFAULT_KUBERNETES_MOUNT: &str = "kubernetes";
 /// The file the Vault CLI keeps its token in, under `$HOME`.
 pub const TOKEN_HELPER_FILE: &str = ".vault-token";
 
-/// Options every source shares; the config loader may leave them in the table it hands over.
-const COMMON_OPTIONS: &[&str] = &[
-    "type",
-    "name",
-    "optional",
-    "refresh_interval",
-    "max_stale",
-    "keys",
-];
-
 /// The KV secrets engine version of a mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvVersion {
@@ -211,9 +201,6 @@ impl VaultConfig {
     ) -> Result<Self, SourceError> {
         let invalid =
             |why: String| SourceError::invalid(format!("source `{}`: {why}", settings.name));
-        for common in COMMON_OPTIONS {
-            options.remove(*common);
-        }
         let inline_secret_id = take_secret_id(&mut options).map_err(&invalid)?;
         let raw: RawOptions = toml::Value::Table(options)
             .try_into()
@@ -486,15 +473,6 @@ mod tests {
         assert!(err.to_string().contains("adress"), "{err}");
         let err = parse("path = 'p'\nauth = { method = 'ldap' }", &[]).unwrap_err();
         assert_eq!(err.kind(), credchain_core::ErrorKind::Invalid);
-    }
-
-    #[test]
-    fn common_options_are_ignored() {
-        let c = parse(
-            "type = 'vault'\noptional = true\npath = 'p'\nrefresh_interval = '1m'",
-            &[],
-        );
-        assert!(c.is_ok());
     }
 
     #[test]

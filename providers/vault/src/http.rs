@@ -97,7 +97,7 @@ impl Http {
 
     /// The server address, safe to print.
     pub fn address(&self) -> String {
-        redact_url(&self.address)
+        redact_url(&self.address).trim_end_matches('/').to_string()
     }
 
     /// The server address as configured (for vaultrs).

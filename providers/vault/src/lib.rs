@@ -21,3 +21,19 @@ pub use config::{
     DEFAULT_KUBERNETES_TOKEN_FILE, DEFAULT_REQUEST_TIMEOUT, TOKEN_HELPER_FILE,
 };
 pub use source::VaultSource;
+
+use std::sync::Arc;
+
+use credchain_core::{CredentialSource, Environment, SourceError, SourceSettings};
+
+/// Builds the source of a `[[sources]]` table with `type = "vault"`, in the shape of credchain's
+/// source registry. See [`VaultSource::from_options`].
+pub fn build(
+    settings: SourceSettings,
+    options: toml::Table,
+    env: Arc<dyn Environment>,
+) -> Result<Arc<dyn CredentialSource>, SourceError> {
+    Ok(Arc::new(VaultSource::from_options(
+        settings, options, &*env,
+    )?))
+}

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use credchain_core::{Secret, SourceError};
+use tracing::instrument::{WithDispatch, WithSubscriber};
+use tracing::subscriber::NoSubscriber;
 use vaultrs::api::{AuthInfo, EndpointMiddleware};
 use vaultrs::client::{VaultClient, VaultClientSettings};
 use vaultrs::error::ClientError;
@@ -102,78 +104,91 @@ impl Drop for Client {
     }
 }
 
+/// Runs a vaultrs call without a tracing subscriber. vaultrs and rustify log an expected refusal
+/// (a wrong secret id, a token past its max TTL) at ERROR level; this source reports what
+/// matters itself, once, at the right level.
+fn quiet<F: std::future::Future>(call: F) -> WithDispatch<F> {
+    call.with_subscriber(NoSubscriber::default())
+}
+
 /// Logs in with `auth` and returns the token. The token method asks `lookup-self` for the TTL.
 pub async fn login(http: &Http, auth: &AuthConfig) -> Result<IssuedToken, SourceError> {
     let anonymous = Client::new(http, None)?;
-    match auth {
+    let client = &anonymous.0;
+    let (sent, result) = match auth {
         AuthConfig::Token {
             file,
             env,
             helper_file,
         } => {
-            let value = read_token(file.as_deref(), env.as_ref(), helper_file.as_deref()).await?;
-            let facts = lookup_self(http, &value).await.unwrap_or_else(|err| {
-                tracing::debug!(error = %err, "vault token lookup failed; its TTL is unknown");
-                TokenFacts {
-                    ttl: None,
-                    renewable: false,
-                    policies: Vec::new(),
-                }
-            });
-            Ok(IssuedToken {
-                value,
-                ttl: facts.ttl,
-                renewable: facts.renewable,
-            })
+            let token = read_token(file.as_deref(), env.as_ref(), helper_file.as_deref()).await?;
+            return token_facts(http, token).await;
         }
         AuthConfig::AppRole {
             mount,
             role_id,
             secret_id,
         } => {
-            let secret_id = match secret_id {
+            let sent = match secret_id {
                 SecretIdSource::Inline(secret) => secret.clone(),
                 SecretIdSource::File(path) => read_secret_file(path, "AppRole secret id").await?,
             };
-            let result =
-                vaultrs::auth::approle::login(&anonymous.0, mount, role_id, secret_id.expose())
-                    .await;
-            result
-                .map(IssuedToken::from_auth)
-                .map_err(|e| login_error(http, auth, e, &secret_id))
+            let call = vaultrs::auth::approle::login(client, mount, role_id, sent.expose());
+            let result = quiet(call).await;
+            (sent, result)
         }
         AuthConfig::Jwt {
             mount,
             role,
             token_file,
         } => {
-            let jwt = read_secret_file(token_file, "JWT").await?;
-            let result =
-                vaultrs::auth::oidc::login(&anonymous.0, mount, jwt.expose(), Some(role.clone()))
-                    .await;
-            result
-                .map(IssuedToken::from_auth)
-                .map_err(|e| login_error(http, auth, e, &jwt))
+            let sent = read_secret_file(token_file, "JWT").await?;
+            let call = vaultrs::auth::oidc::login(client, mount, sent.expose(), Some(role.clone()));
+            let result = quiet(call).await;
+            (sent, result)
         }
         AuthConfig::Kubernetes {
             mount,
             role,
             token_file,
         } => {
-            let jwt = read_secret_file(token_file, "Kubernetes service account token").await?;
-            let result =
-                vaultrs::auth::kubernetes::login(&anonymous.0, mount, role, jwt.expose()).await;
-            result
-                .map(IssuedToken::from_auth)
-                .map_err(|e| login_error(http, auth, e, &jwt))
+            let sent = read_secret_file(token_file, "Kubernetes service account token").await?;
+            let call = vaultrs::auth::kubernetes::login(client, mount, role, sent.expose());
+            let result = quiet(call).await;
+            (sent, result)
         }
-    }
+    };
+    result
+        .map(IssuedToken::from_auth)
+        .map_err(|e| login_error(http, auth, e, &sent))
+}
+
+/// The token method's "login": the token as it is, with the TTL `lookup-self` reports.
+async fn token_facts(http: &Http, value: Secret) -> Result<IssuedToken, SourceError> {
+    let facts = match lookup_self(http, &value).await {
+        Ok(facts) => facts,
+        // A token without the default policy may not look itself up; the read decides.
+        Err(err) if err.kind() == credchain_core::ErrorKind::Denied => {
+            tracing::debug!(error = %err, "vault token lookup refused; its TTL is unknown");
+            TokenFacts {
+                ttl: None,
+                renewable: false,
+                policies: Vec::new(),
+            }
+        }
+        Err(err) => return Err(err),
+    };
+    Ok(IssuedToken {
+        value,
+        ttl: facts.ttl,
+        renewable: facts.renewable,
+    })
 }
 
 /// Extends `token` with `renew-self`; returns its new TTL and whether it stays renewable.
 pub async fn renew_self(http: &Http, token: &Secret) -> Result<IssuedToken, SourceError> {
     let client = Client::new(http, Some(token))?;
-    let info = vaultrs::token::renew_self(&client.0, None)
+    let info = quiet(vaultrs::token::renew_self(&client.0, None))
         .await
         .map_err(|e| api_error(http, "the token renewal", e, token))?;
     let mut renewed = IssuedToken::from_auth(info);
@@ -185,7 +200,7 @@ pub async fn renew_self(http: &Http, token: &Secret) -> Result<IssuedToken, Sour
 /// Asks Vault about `token` itself.
 pub async fn lookup_self(http: &Http, token: &Secret) -> Result<TokenFacts, SourceError> {
     let client = Client::new(http, Some(token))?;
-    let facts = vaultrs::token::lookup_self(&client.0)
+    let facts = quiet(vaultrs::token::lookup_self(&client.0))
         .await
         .map_err(|e| api_error(http, "the token lookup", e, token))?;
     Ok(TokenFacts {
@@ -248,7 +263,13 @@ fn login_error(http: &Http, auth: &AuthConfig, error: ClientError, sent: &Secret
         auth.method(),
         auth.mount().unwrap_or("token")
     );
-    let err = api_error(http, &what, error, sent);
+    let err = match error {
+        // Vault answers a wrong role, secret id or JWT with 400.
+        ClientError::APIError { code: 400, errors } => {
+            http.status_error(403, &what, &scrub(&errors.join("; "), &[sent]))
+        }
+        other => api_error(http, &what, other, sent),
+    };
     match err.kind() {
         credchain_core::ErrorKind::Invalid => err.with_hint(format!(
             "check that the {} auth method is enabled at auth/{}",

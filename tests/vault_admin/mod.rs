@@ -1,0 +1,276 @@
+//! Test helpers for the Vault source: setting up mounts, policies, AppRole and JWT auth on the
+//! shared OpenBao dev server with its root token, unique names so tests run in parallel, a
+//! TRACE-level capture of tracing output, and a JWT signer.
+#![allow(dead_code)] // each test binary uses part of this module
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use credchain_core::{MapEnv, SourceSettings};
+use credchain_vault::VaultSource;
+use serde_json::{json, Value};
+
+use crate::support;
+
+/// A name no other test (or earlier run against the same server) uses: `prefix-<pid>-<n>-<t>`.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+        % 1_000_000_000;
+    format!("{prefix}-{}-{n}-{t}", std::process::id())
+}
+
+/// The OpenBao dev server, driven with its root token.
+pub struct Admin {
+    http: reqwest::Client,
+    pub addr: String,
+    pub root: String,
+}
+
+impl Admin {
+    /// The shared server from `CREDCHAIN_TEST_VAULT_ADDR` / `CREDCHAIN_TEST_VAULT_TOKEN`.
+    pub fn new() -> Admin {
+        Admin {
+            http: reqwest::Client::new(),
+            addr: support::vault_addr(),
+            root: support::vault_token(),
+        }
+    }
+
+    /// Calls the API with the root token; panics on an error status, with the path and Vault's
+    /// errors (which hold no secret of the tests).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.call_with(&self.root, method, path, body).await
+    }
+
+    /// Calls the API with `token`.
+    pub async fn call_with(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let url = format!("{}/v1/{path}", self.addr);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .header("X-Vault-Token", token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "{method} {path} answered {status}: {text}"
+        );
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    /// Writes a KV v2 secret and returns its new version.
+    pub async fn kv2_put(&self, mount: &str, path: &str, fields: Value) -> u64 {
+        let reply = self
+            .call(
+                "POST",
+                &format!("{mount}/data/{path}"),
+                Some(json!({ "data": fields })),
+            )
+            .await;
+        reply["data"]["version"].as_u64().unwrap()
+    }
+
+    /// Mounts a KV engine of `version` at `mount`.
+    pub async fn mount_kv(&self, mount: &str, version: u8) {
+        let body = json!({ "type": "kv", "options": { "version": version.to_string() } });
+        self.call("POST", &format!("sys/mounts/{mount}"), Some(body))
+            .await;
+    }
+
+    /// Writes an ACL policy.
+    pub async fn policy(&self, name: &str, hcl: &str) {
+        self.call(
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": hcl })),
+        )
+        .await;
+    }
+
+    /// A policy named `name` that may read `paths` (API paths, globs allowed).
+    pub async fn read_policy(&self, name: &str, paths: &[&str]) {
+        let hcl: String = paths
+            .iter()
+            .map(|p| format!("path \"{p}\" {{ capabilities = [\"read\"] }}\n"))
+            .collect();
+        self.policy(name, &hcl).await;
+    }
+
+    /// A child token with `policies` and `ttl` (renewable unless the options say otherwise).
+    pub async fn token(&self, policies: &[&str], ttl: &str) -> String {
+        let body = json!({ "policies": policies, "ttl": ttl, "no_parent": true });
+        let reply = self.call("POST", "auth/token/create", Some(body)).await;
+        reply["auth"]["client_token"].as_str().unwrap().to_string()
+    }
+
+    /// Enables an auth method of `kind` at `mount`.
+    pub async fn enable_auth(&self, mount: &str, kind: &str) {
+        self.call(
+            "POST",
+            &format!("sys/auth/{mount}"),
+            Some(json!({ "type": kind })),
+        )
+        .await;
+    }
+
+    /// Enables AppRole at `mount` with role `role`; returns its role id and a fresh secret id.
+    pub async fn approle(&self, mount: &str, role: &str, settings: Value) -> (String, String) {
+        self.enable_auth(mount, "approle").await;
+        self.call("POST", &format!("auth/{mount}/role/{role}"), Some(settings))
+            .await;
+        let id = self
+            .call("GET", &format!("auth/{mount}/role/{role}/role-id"), None)
+            .await;
+        let secret = self
+            .call("POST", &format!("auth/{mount}/role/{role}/secret-id"), None)
+            .await;
+        (
+            id["data"]["role_id"].as_str().unwrap().to_string(),
+            secret["data"]["secret_id"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+/// Signs JWTs with an Ed25519 key that Vault's JWT auth is told to trust.
+pub struct JwtSigner {
+    key: ring::signature::Ed25519KeyPair,
+}
+
+impl JwtSigner {
+    /// A fresh key pair.
+    pub fn new() -> JwtSigner {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        JwtSigner {
+            key: ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
+        }
+    }
+
+    /// The public key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) block.
+    pub fn public_pem(&self) -> String {
+        use ring::signature::KeyPair;
+        // The DER prefix of an Ed25519 SubjectPublicKeyInfo, followed by the 32 key bytes.
+        let mut der = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        der.extend_from_slice(self.key.public_key().as_ref());
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            STANDARD.encode(der)
+        )
+    }
+
+    /// A JWT for `subject` and `audience`, valid for `ttl_secs`.
+    pub fn sign(&self, subject: &str, audience: &str, ttl_secs: u64) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = json!({ "alg": "EdDSA", "typ": "JWT" });
+        let claims = json!({
+            "sub": subject, "aud": audience, "iss": "credchain-test",
+            "iat": now, "nbf": now - 5, "exp": now + ttl_secs,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self.key.sign(signing_input.as_bytes());
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        )
+    }
+}
+
+/// Tracing output of one test at TRACE level, kept in memory.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Installs a TRACE subscriber for this thread; keep the guard alive for the test.
+    pub fn start() -> (Capture, tracing::subscriber::DefaultGuard) {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (capture, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A Vault source named `vault` built from `options` (TOML) and `env`.
+pub fn source(options: &str, env: &[(&str, &str)]) -> VaultSource {
+    let table: toml::Table = toml::from_str(options).unwrap();
+    VaultSource::from_options(
+        SourceSettings::new("vault"),
+        table,
+        &MapEnv::new(env.iter().copied()),
+    )
+    .unwrap_or_else(|e| panic!("building the vault source: {e}"))
+}
+
+/// Every message of an error and its causes, and its `Debug`.
+pub fn error_text(err: &credchain_core::SourceError) -> String {
+    let mut text = format!("{err:?}\n{err}");
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        text.push_str(&format!("\n{c}\n{c:?}"));
+        cause = c.source();
+    }
+    if let Some(hint) = err.hint() {
+        text.push_str(hint);
+    }
+    text
+}
