@@ -10,12 +10,28 @@ mod config;
 mod source;
 mod store;
 
+use std::sync::Arc;
+
+use credchain_core::{CredentialSource, Environment, SourceError, SourceSettings};
+
 pub use config::{
     AwsConfig, EnvCredentials, EnvKeys, Setting, Version, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT,
     DEFAULT_VERSION_STAGE, PENDING_STAGE,
 };
 pub use source::AwsSource;
-pub use store::{CREDENTIALS_LOAD_TIMEOUT, METADATA_ATTEMPTS, METADATA_TIMEOUT};
+pub use store::{
+    CREDENTIALS_LOAD_TIMEOUT, METADATA_ATTEMPTS, METADATA_TIMEOUT, NOT_CONFIGURED_MEMORY,
+};
+
+/// Builds the source of a `[[sources]]` table with `type = "aws"`, in the shape of credchain's
+/// source registry. See [`AwsSource::from_options`].
+pub fn build(
+    settings: SourceSettings,
+    options: toml::Table,
+    env: Arc<dyn Environment>,
+) -> Result<Arc<dyn CredentialSource>, SourceError> {
+    Ok(Arc::new(AwsSource::from_options(settings, options, &*env)?))
+}
 
 /// The SDK crates this source is built on, at the versions it uses, for programs that build
 /// their own clients next to it (the integration tests create secrets with them).

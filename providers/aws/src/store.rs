@@ -18,8 +18,9 @@ use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentia
 use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
 use aws_sdk_secretsmanager::Client;
-use credchain_core::{redact_url, Secret, SourceError};
+use credchain_core::{redact_url, ErrorKind, Secret, SourceError};
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use crate::classify::{self, Call};
 use crate::config::{AwsConfig, EnvCredentials, EnvKeys, Setting, Version};
@@ -33,6 +34,9 @@ pub const METADATA_ATTEMPTS: u32 = 2;
 const METADATA_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the credential chain may take to produce credentials before the call fails.
 pub const CREDENTIALS_LOAD_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long "not configured" is remembered, so that resolving several keys in a row probes
+/// the instance metadata endpoint once rather than once per key.
+pub const NOT_CONFIGURED_MEMORY: Duration = Duration::from_secs(60);
 
 /// One version of a secret as read. Holds the text only as a [`Secret`].
 pub struct StoredVersion {
@@ -76,6 +80,14 @@ impl Connection {
 pub struct Store {
     config: AwsConfig,
     connection: OnceCell<Connection>,
+    not_configured: Mutex<Option<Remembered>>,
+}
+
+/// A "not configured" answer and until when it stands.
+struct Remembered {
+    until: Instant,
+    message: String,
+    hint: Option<String>,
 }
 
 impl Store {
@@ -84,6 +96,7 @@ impl Store {
         Store {
             config,
             connection: OnceCell::new(),
+            not_configured: Mutex::new(None),
         }
     }
 
@@ -100,7 +113,51 @@ impl Store {
     }
 
     /// Reads `secret_id` at `version`. `Ok(None)` when the secret or the version does not exist.
+    /// A "not configured" answer is given again without asking for [`NOT_CONFIGURED_MEMORY`].
     pub async fn read(
+        &self,
+        secret_id: &str,
+        version: &Version,
+    ) -> Result<Option<StoredVersion>, SourceError> {
+        if let Some(error) = self.remembered() {
+            return Err(error);
+        }
+        let outcome = self.read_now(secret_id, version).await;
+        if let Err(error) = &outcome {
+            self.remember(error);
+        }
+        outcome
+    }
+
+    /// The remembered "not configured" answer, while it stands.
+    fn remembered(&self) -> Option<SourceError> {
+        let memory = self
+            .not_configured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let remembered = memory.as_ref().filter(|r| Instant::now() < r.until)?;
+        let error = SourceError::not_configured(remembered.message.clone());
+        Some(match &remembered.hint {
+            Some(hint) => error.with_hint(hint.clone()),
+            None => error,
+        })
+    }
+
+    fn remember(&self, error: &SourceError) {
+        if error.kind() != ErrorKind::NotConfigured {
+            return;
+        }
+        *self
+            .not_configured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Remembered {
+            until: Instant::now() + NOT_CONFIGURED_MEMORY,
+            message: error.message().to_string(),
+            hint: error.hint().map(str::to_string),
+        });
+    }
+
+    async fn read_now(
         &self,
         secret_id: &str,
         version: &Version,
@@ -345,6 +402,29 @@ mod tests {
             .set_secret_binary(binary.map(Blob::new))
             .version_id("v-1")
             .build()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_configured_is_remembered_for_a_while() {
+        let settings = credchain_core::SourceSettings::new("aws");
+        let options: toml::Table = toml::from_str("secret_id = 'x'").unwrap();
+        let config =
+            AwsConfig::from_options(&settings, options, &credchain_core::MapEnv::default());
+        let store = Store::new(config.unwrap());
+        store.remember(&SourceError::unavailable("not remembered"));
+        assert!(store.remembered().is_none());
+        store.remember(&SourceError::not_configured("no AWS region is set").with_hint("set one"));
+        let again = store.remembered().expect("remembered");
+        assert_eq!(
+            (again.kind(), again.message(), again.hint()),
+            (
+                ErrorKind::NotConfigured,
+                "no AWS region is set",
+                Some("set one")
+            )
+        );
+        tokio::time::advance(NOT_CONFIGURED_MEMORY).await;
+        assert!(store.remembered().is_none(), "asked again after a while");
     }
 
     #[test]
