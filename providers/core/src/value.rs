@@ -94,13 +94,42 @@ pub fn json_field(origin: &str, raw: &Secret, field: &str) -> Result<Option<Secr
     })
 }
 
+/// Cleans a raw value read at `origin` for `key`, picking `field` out of it first when the
+/// address names one: without a field this is [`normalize`]; with one, the raw value must be a
+/// JSON object (it may span lines), and the field's value goes through [`normalize`]. A blank
+/// raw value is absent either way.
+pub fn select(
+    key: &str,
+    origin: &str,
+    raw: String,
+    field: Option<&str>,
+) -> Result<Option<Secret>, SourceError> {
+    let Some(field) = field else {
+        return normalize(key, origin, raw);
+    };
+    let raw = Secret::new(raw);
+    if raw.expose().trim().is_empty() {
+        tracing::debug!(key, origin, "value is empty; treated as absent");
+        return Ok(None);
+    }
+    match json_field(origin, &raw, field)? {
+        Some(value) => normalize(key, &format!("{origin}#{field}"), value.expose().to_owned()),
+        None => {
+            tracing::debug!(key, origin, field, "the JSON object has no such field");
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn trailing_newline_is_trimmed() {
-        let v = normalize("K", "test", "pnu_FAKE_KEY_001\r\n".into()).unwrap().unwrap();
+        let v = normalize("K", "test", "pnu_FAKE_KEY_001\r\n".into())
+            .unwrap()
+            .unwrap();
         assert_eq!(v.expose(), "pnu_FAKE_KEY_001");
     }
 
@@ -129,5 +158,22 @@ mod tests {
         let err = json_field("secret `k`", &Secret::new("pnu_FAKE_x"), "api_key").unwrap_err();
         assert!(err.to_string().contains("not a JSON object"));
         assert!(!err.to_string().contains("pnu_FAKE_x"));
+    }
+
+    #[test]
+    fn select_without_field_normalizes() {
+        let v = select("K", "test", "pnu_FAKE_x\n".into(), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.expose(), "pnu_FAKE_x");
+    }
+
+    #[test]
+    fn select_picks_a_field_of_a_multi_line_object() {
+        let raw = "{\n  \"api_key\": \"pnu_FAKE_y\"\n}\n".to_string();
+        let v = select("K", "test", raw, Some("api_key")).unwrap().unwrap();
+        assert_eq!(v.expose(), "pnu_FAKE_y");
+        let missing = select("K", "test", "{}".into(), Some("api_key")).unwrap();
+        assert!(missing.is_none());
     }
 }
