@@ -119,7 +119,7 @@ impl RecordReader {
     pub(crate) fn csv(input: Box<dyn Read + Send>) -> Result<(Self, Vec<String>), ReadError> {
         let mut reader = CsvReader {
             input,
-            core: csv_core::Reader::new(),
+            core: Box::new(csv_core::Reader::new()),
             buf: vec![0; READ_BUFFER],
             pos: 0,
             len: 0,
@@ -197,7 +197,7 @@ impl RecordReader {
 /// here, so each record's line is the line its first field is on.
 pub(crate) struct CsvReader {
     input: Box<dyn Read + Send>,
-    core: csv_core::Reader,
+    core: Box<csv_core::Reader>,
     buf: Vec<u8>,
     pos: usize,
     len: usize,

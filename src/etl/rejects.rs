@@ -81,10 +81,7 @@ impl RejectsWriter {
             path: path.clone(),
             source,
         };
-        let buffered = self
-            .writer
-            .into_inner()
-            .map_err(|e| fail(e.into_error().into()))?;
+        let buffered = self.writer.into_inner().map_err(|e| fail(e.into_error()))?;
         let temp = buffered.into_inner().map_err(|e| fail(e.into_error()))?;
         temp.as_file().sync_all().map_err(fail)?;
         temp.persist(&path).map_err(|e| fail(e.error))?;
