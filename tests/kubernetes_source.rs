@@ -383,3 +383,37 @@ async fn a_mounted_secret_volume_swapped_twice_is_read_anew_by_the_file_source()
     }
     capture.assert_hidden(&values);
 }
+
+/// The `credchain.toml` in the ConfigMap of an example manifest, dedented.
+fn example_config(manifest: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/kubernetes")
+        .join(manifest);
+    let text = std::fs::read_to_string(path).unwrap();
+    let marker = "credchain.toml: |\n";
+    let start = text.find(marker).expect("a ConfigMap with credchain.toml") + marker.len();
+    let lines = text[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "));
+    lines
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn the_configs_of_the_example_manifests_load() {
+    for manifest in ["deployment-api.yaml", "deployment-mounted.yaml"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("credchain.toml"), example_config(manifest)).unwrap();
+        let cwd = dir.path().to_path_buf();
+        let out = tokio::task::spawn_blocking(move || {
+            support::Cli::new().args(["resolve"]).cwd(cwd).run()
+        })
+        .await
+        .unwrap();
+        // Outside a pod both stores are "not configured", so the required keys are missing
+        // (exit 3); a bad config would exit 2.
+        assert_eq!(out.code, Some(3), "{manifest}: {}", out.stderr);
+    }
+}

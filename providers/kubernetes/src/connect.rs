@@ -44,10 +44,7 @@ impl fmt::Debug for Connection {
 /// Sets up the client for `config.target`. `name` is the source's name, for messages.
 pub async fn connect(config: &KubernetesConfig, name: &str) -> Result<Connection, SourceError> {
     match &config.target {
-        Target::NotConfigured(why) => Err(SourceError::not_configured(format!(
-            "source `{name}`: {why}"
-        ))
-        .with_hint("run in a pod with a service account, or set KUBECONFIG or `kubeconfig`")),
+        Target::NotConfigured(why) => Err(not_configured(name, why)),
         Target::InCluster { dir, server } => in_cluster(config, name, dir, server).await,
         Target::Kubeconfig {
             paths,
@@ -55,14 +52,17 @@ pub async fn connect(config: &KubernetesConfig, name: &str) -> Result<Connection
             required,
         } => {
             let Some(kubeconfig) = read_kubeconfigs(name, paths, *required)? else {
-                return Err(SourceError::not_configured(format!(
-                    "source `{name}`: no kubeconfig file at {}",
-                    shown_paths(paths)
-                )));
+                let why = format!("no kubeconfig file at {}", shown_paths(paths));
+                return Err(not_configured(name, &why));
             };
             from_kubeconfig(config, name, kubeconfig, context.clone(), paths).await
         }
     }
+}
+
+fn not_configured(name: &str, why: &str) -> SourceError {
+    SourceError::not_configured(format!("source `{name}`: {why}"))
+        .with_hint("run in a pod with a service account, or set KUBECONFIG or `kubeconfig`")
 }
 
 /// Reads the bearer token of an in-cluster connection; trailing whitespace is removed.
