@@ -210,7 +210,7 @@ impl Vault {
         let client = SecretClient::new(url.as_str(), credential, Some(options))
             .map_err(|e| invalid(format!("cannot set up the Key Vault client: {e}")))?;
         Ok(Vault {
-            host: url.host_str().unwrap_or_default().to_string(),
+            host: url[url::Position::BeforeHost..url::Position::AfterPort].to_string(),
             client,
             chain,
         })
@@ -332,17 +332,17 @@ fn denied(
         .unwrap_or_default();
     if error.status == 401 {
         return SourceError::denied(format!(
-            "source `{source}`: vault {host} rejected the access token{by} ({})",
+            "source `{source}`: vault {host} rejected the access token{by}: {}",
             error.summary()
         ))
         .with_hint("the identity may belong to another tenant than the vault; check tenant_id");
     }
     let who = error
         .principal()
-        .map(|p| format!(" for the principal with {p}"))
+        .map(|p| format!(" to the principal with {p}"))
         .unwrap_or_default();
     SourceError::denied(format!(
-        "source `{source}`: vault {host} denied reading secret `{name}`{who}{by} ({})",
+        "source `{source}`: vault {host} denied reading secret `{name}`{who}{by}: {}",
         error.summary()
     ))
     .with_hint(DENIED_HINT)

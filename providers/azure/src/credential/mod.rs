@@ -360,7 +360,7 @@ fn azure_cli(config: &AzureConfig) -> Result<Arc<dyn TokenCredential>, String> {
         .map_err(|e| one_line(&e.to_string()))
 }
 
-/// "needs A, B and C (B is not set)".
+/// "A, B and C are not set", or "needs A, B and C; C is not set".
 fn missing(vars: &[(&str, bool)]) -> String {
     let names: Vec<&str> = vars.iter().map(|(n, _)| *n).collect();
     let unset: Vec<&str> = vars
@@ -368,7 +368,25 @@ fn missing(vars: &[(&str, bool)]) -> String {
         .filter(|(_, set)| !set)
         .map(|(n, _)| *n)
         .collect();
-    format!("needs {} ({} not set)", names.join(", "), unset.join(", "))
+    let verb = if unset.len() == 1 { "is" } else { "are" };
+    if unset.len() == names.len() {
+        format!("{} {verb} not set", and_list(&names))
+    } else {
+        format!(
+            "needs {}; {} {verb} not set",
+            and_list(&names),
+            and_list(&unset)
+        )
+    }
+}
+
+/// "A", "A and B", "A, B and C".
+fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 #[cfg(test)]
@@ -420,7 +438,13 @@ mod tests {
 
     #[test]
     fn missing_lists_the_unset_variables() {
-        let text = missing(&[("A", true), ("B", false)]);
-        assert_eq!(text, "needs A, B (B not set)");
+        assert_eq!(
+            missing(&[("A", true), ("B", false)]),
+            "needs A and B; B is not set"
+        );
+        assert_eq!(
+            missing(&[("A", false), ("B", false), ("C", false)]),
+            "A, B and C are not set"
+        );
     }
 }
