@@ -189,15 +189,16 @@ fn classify(error: &reqwest::Error) -> TransportError {
 }
 
 fn causes<'a>(error: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::error::Error + 'static)> {
-    let mut out = vec![error];
-    let mut next = error.source();
-    while let Some(inner) = next {
-        out.push(inner);
-        // io::Error::source skips the error it wraps; look inside it too.
-        if let Some(wrapped) = inner.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            out.push(wrapped);
-        }
-        next = inner.source();
+    let mut out = Vec::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        out.push(current);
+        // io::Error::source skips the error it wraps (which may be another io::Error): step
+        // into the wrapped error instead.
+        next = match current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
     }
     out
 }
