@@ -451,3 +451,44 @@ async fn the_token_helper_file_is_used_when_vault_token_is_unset() {
 
     assert_eq!(value_of(&vault).await, value);
 }
+
+#[tokio::test]
+async fn a_namespace_applies_to_the_login_and_the_reads() {
+    let name = unique("ns");
+    let admin = Admin::new().namespace(&name).await;
+    admin.mount_kv("kv", 2).await;
+    let value = format!("pnu_FAKE_{name}");
+    admin.kv2_put("kv", "prefect", json!({ KEY: value })).await;
+    admin.read_policy("etl", &["kv/data/prefect"]).await;
+    let role = json!({ "token_policies": ["etl"] });
+    let (role_id, secret_id) = admin.approle("approle", "etl", role).await;
+    let options = format!(
+        "address = '{}'\nnamespace = '{name}'\npath = 'kv/prefect'\n\
+         auth = {{ method = 'approle', role_id = '{role_id}', secret_id = '{secret_id}' }}",
+        admin.addr
+    );
+
+    assert_eq!(value_of(&source(&options, &[])).await, value);
+    let env = [
+        ("VAULT_NAMESPACE", name.as_str()),
+        ("VAULT_TOKEN", &admin.root),
+    ];
+    let from_env = format!("address = '{}'\npath = 'kv/prefect'", admin.addr);
+    assert_eq!(value_of(&source(&from_env, &env)).await, value);
+}
+
+#[tokio::test]
+async fn a_missing_kubernetes_token_file_is_invalid_naming_it() {
+    let admin = Admin::new();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("token");
+    let fields = format!("role = 'etl', token_file = '{}'", missing.display());
+    let vault = auth_source(&admin, "kubernetes", "kubernetes", &fields);
+
+    let err = vault.fetch(KEY).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+}

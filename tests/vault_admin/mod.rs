@@ -33,6 +33,8 @@ pub struct Admin {
     http: reqwest::Client,
     pub addr: String,
     pub root: String,
+    /// Sent as `X-Vault-Namespace` when set.
+    pub namespace: Option<String>,
 }
 
 impl Admin {
@@ -42,6 +44,17 @@ impl Admin {
             http: reqwest::Client::new(),
             addr: support::vault_addr(),
             root: support::vault_token(),
+            namespace: None,
+        }
+    }
+
+    /// Creates the namespace `name` and returns an admin working inside it.
+    pub async fn namespace(&self, name: &str) -> Admin {
+        self.call("POST", &format!("sys/namespaces/{name}"), None)
+            .await;
+        Admin {
+            namespace: Some(name.to_string()),
+            ..Admin::new()
         }
     }
 
@@ -65,6 +78,9 @@ impl Admin {
             .http
             .request(method.clone(), &url)
             .header("X-Vault-Token", token);
+        if let Some(namespace) = &self.namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
