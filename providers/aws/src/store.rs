@@ -13,11 +13,12 @@ use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvi
 use aws_config::provider_config::ProviderConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
 use aws_sdk_secretsmanager::Client;
+use aws_types::service_config::ServiceConfigKey;
 use credchain_core::{redact_url, ErrorKind, Secret, SourceError};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -234,10 +235,7 @@ async fn connect(config: &AwsConfig) -> Result<Connection, SourceError> {
         loader = loader.endpoint_url(&endpoint.value);
     }
     let sdk_config = loader.load().await;
-    let endpoint = match &config.endpoint_url {
-        Some(url) => redact_url(&url.value),
-        None => format!("https://secretsmanager.{}.amazonaws.com", region.value),
-    };
+    let endpoint = endpoint_label(config, &sdk_config, &region.value);
     tracing::debug!(region = %region.value, %endpoint, "AWS Secrets Manager client ready");
     Ok(Connection {
         client: Client::new(&sdk_config),
@@ -246,6 +244,26 @@ async fn connect(config: &AwsConfig) -> Result<Connection, SourceError> {
         credentials,
         answered,
     })
+}
+
+/// The endpoint calls go to, for messages: the configured one, else the one the SDK takes from
+/// its own variables or the profile, else AWS's endpoint for the region.
+fn endpoint_label(config: &AwsConfig, sdk_config: &SdkConfig, region: &str) -> String {
+    if let Some(url) = &config.endpoint_url {
+        return redact_url(&url.value);
+    }
+    let key = ServiceConfigKey::builder()
+        .service_id("Secrets Manager")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build();
+    let from_sdk = key
+        .ok()
+        .and_then(|key| sdk_config.service_config()?.load_config(key));
+    match from_sdk {
+        Some(url) => redact_url(&url),
+        None => format!("https://secretsmanager.{region}.amazonaws.com"),
+    }
 }
 
 /// An instance metadata client that gives up within a few seconds when nothing answers.
