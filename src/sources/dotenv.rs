@@ -97,7 +97,7 @@ impl DotenvSource {
                 .map_err(|e| self.read_error(e))?,
         );
         let parsed = parse::parse(&self.shown, &bytes, &*self.env).map_err(|err| {
-            SourceError::invalid(format!("source `{}`: {err}", self.settings.name))
+            SourceError::invalid(err.to_string())
                 .with_hint("fix that line; see docs/sources.md for the `.env` syntax")
         })?;
         self.parses.fetch_add(1, Ordering::Relaxed);
@@ -119,12 +119,9 @@ impl DotenvSource {
 
     fn read_error(&self, err: io::Error) -> SourceError {
         if err.kind() == io::ErrorKind::NotFound {
-            return SourceError::not_configured(format!(
-                "source `{}`: {} does not exist",
-                self.settings.name, self.shown
-            ));
+            return SourceError::not_configured(format!("{} does not exist", self.shown));
         }
-        super::read_failure(&self.settings.name, &self.shown, err)
+        super::read_failure(&self.shown, err)
     }
 
     /// The value of one entry, cleaned by how it was written.
@@ -153,7 +150,7 @@ pub(super) fn build(
     options: toml::Table,
     env: Arc<dyn Environment>,
 ) -> Result<Arc<dyn CredentialSource>, SourceError> {
-    let options: DotenvOptions = super::parse_options(&settings, "dotenv", options)?;
+    let options: DotenvOptions = super::parse_options("dotenv", options)?;
     let path = options.path.unwrap_or_else(|| DEFAULT_PATH.to_owned());
     Ok(Arc::new(DotenvSource::new(settings, path, env)))
 }

@@ -43,7 +43,7 @@ pub(super) fn build(
     options: toml::Table,
     env: Arc<dyn Environment>,
 ) -> Result<Arc<dyn CredentialSource>, SourceError> {
-    let EnvOptions {} = super::parse_options(&settings, "env", options)?;
+    let EnvOptions {} = super::parse_options("env", options)?;
     Ok(Arc::new(EnvSource::new(settings, env)))
 }
 
@@ -62,8 +62,7 @@ impl CredentialSource for EnvSource {
         let origin = format!("environment variable {}", address.location);
         let raw = into_utf8(raw).ok_or_else(|| {
             SourceError::invalid(format!(
-                "source `{}`: {origin} is not valid UTF-8; the value is not shown",
-                self.settings.name
+                "{origin} is not valid UTF-8; the value is not shown"
             ))
         })?;
         let field = address.field.as_deref();

@@ -53,11 +53,10 @@ impl FileSource {
     /// A key without an override names its file, so it must be a plain file name.
     fn check_file_name(&self, key: &str) -> Result<(), SourceError> {
         if key.is_empty() || key == "." || key == ".." || key.contains(['/', '\0']) {
-            return Err(SourceError::invalid(format!(
-                "source `{}`: key {key:?} is not a valid file name",
-                self.settings.name
-            ))
-            .with_hint("map the key to a file with the source's `keys` table"));
+            return Err(
+                SourceError::invalid(format!("key {key:?} is not a valid file name"))
+                    .with_hint("map the key to a file with the source's `keys` table"),
+            );
         }
         Ok(())
     }
@@ -70,16 +69,13 @@ impl FileSource {
                 Ok(None)
             }
             Ok(_) => Err(SourceError::invalid(format!(
-                "source `{}`: {} is not a directory",
-                self.settings.name, self.shown
+                "{} is not a directory",
+                self.shown
             ))),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                Err(SourceError::not_configured(format!(
-                    "source `{}`: directory {} does not exist",
-                    self.settings.name, self.shown
-                )))
-            }
-            Err(err) => Err(super::read_failure(&self.settings.name, &self.shown, err)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Err(SourceError::not_configured(
+                format!("directory {} does not exist", self.shown),
+            )),
+            Err(err) => Err(super::read_failure(&self.shown, err)),
         }
     }
 }
@@ -90,7 +86,7 @@ pub(super) fn build(
     options: toml::Table,
     _env: Arc<dyn Environment>,
 ) -> Result<Arc<dyn CredentialSource>, SourceError> {
-    let options: FileOptions = super::parse_options(&settings, "file", options)?;
+    let options: FileOptions = super::parse_options("file", options)?;
     Ok(Arc::new(FileSource::new(settings, options.dir)))
 }
 
@@ -115,9 +111,9 @@ impl CredentialSource for FileSource {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 return self.missing(key, &shown).await
             }
-            Err(err) => return Err(super::read_failure(&self.settings.name, &shown, err)),
+            Err(err) => return Err(super::read_failure(&shown, err)),
         };
-        let text = super::decode_utf8(&self.settings.name, key, &shown, bytes)?;
+        let text = super::decode_utf8(key, &shown, bytes)?;
         let field = address.field.as_deref();
         let Some(value) = value::select(key, &shown, text, field)? else {
             return Ok(None);
@@ -142,11 +138,11 @@ impl CredentialSource for FileSource {
             Ok(entries) => entries,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 return Err(SourceError::not_configured(format!(
-                    "source `{}`: directory {} does not exist",
-                    self.settings.name, self.shown
+                    "directory {} does not exist",
+                    self.shown
                 )))
             }
-            Err(err) => return Err(super::read_failure(&self.settings.name, &self.shown, err)),
+            Err(err) => return Err(super::read_failure(&self.shown, err)),
         };
         let mut files = 0usize;
         while let Ok(Some(entry)) = entries.next_entry().await {

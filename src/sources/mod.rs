@@ -62,7 +62,7 @@ pub fn build(
 ) -> Result<Arc<dyn CredentialSource>, SourceError> {
     match BUILDERS.iter().find(|(name, _)| *name == kind) {
         Some((_, builder)) => builder(settings, options, env),
-        None => Err(unknown_kind(&settings.name, kind)),
+        None => Err(unknown_kind(kind)),
     }
 }
 
@@ -94,33 +94,28 @@ pub fn default_chain(
 }
 
 /// Reads a kind's options table into its options struct (which should deny unknown fields).
-/// The error names the source, its kind and the offending field.
+/// The error names the kind and the offending field; the config loader adds the source's name.
 pub fn parse_options<T: DeserializeOwned>(
-    settings: &SourceSettings,
     kind: &str,
     options: toml::Table,
 ) -> Result<T, SourceError> {
     options.try_into().map_err(|err: toml::de::Error| {
-        SourceError::invalid(format!(
-            "source `{}` (type `{kind}`): {}",
-            settings.name,
-            err.message().trim_end()
-        ))
-        .with_hint("see docs/sources.md for the options of each source type")
+        SourceError::invalid(format!("`{kind}` options: {}", err.message().trim_end()))
+            .with_hint("see docs/sources.md for the options of each source type")
     })
 }
 
-fn unknown_kind(name: &str, kind: &str) -> SourceError {
+fn unknown_kind(kind: &str) -> SourceError {
     let known = known_kinds().join(", ");
     if FEATURE_KINDS.contains(&kind) {
         SourceError::invalid(format!(
-            "source `{name}`: type `{kind}` needs the cargo feature `{kind}`, which this build \
+            "type `{kind}` needs the cargo feature `{kind}`, which this build \
              of credchain does not have (types in this build: {known})"
         ))
         .with_hint(format!("rebuild credchain with `--features {kind}`"))
     } else {
         SourceError::invalid(format!(
-            "source `{name}`: unknown type `{kind}` (types in this build: {known})"
+            "unknown type `{kind}` (types in this build: {known})"
         ))
     }
 }
@@ -134,10 +129,11 @@ fn shown_path(path: &Path) -> String {
 }
 
 /// Maps a failure to read `what` (a file or directory, as the user configured it) to the
-/// category the chain acts on. A missing file is handled by the caller, since it means
+/// category the chain acts on. Like every message of these sources, it leaves naming the source
+/// to the chain. A missing file is handled by the caller, since it means
 /// "absent" for one source and "not configured" for another.
-fn read_failure(source: &str, what: &str, err: io::Error) -> SourceError {
-    let message = format!("source `{source}`: cannot read {what}");
+fn read_failure(what: &str, err: io::Error) -> SourceError {
+    let message = format!("cannot read {what}");
     match err.kind() {
         io::ErrorKind::PermissionDenied => SourceError::denied(message)
             .with_hint("give the user running credchain read access to it"),
@@ -150,12 +146,11 @@ fn read_failure(source: &str, what: &str, err: io::Error) -> SourceError {
 }
 
 /// Decodes file contents as UTF-8 without printing them.
-fn decode_utf8(source: &str, key: &str, what: &str, bytes: Vec<u8>) -> Result<String, SourceError> {
+fn decode_utf8(key: &str, what: &str, bytes: Vec<u8>) -> Result<String, SourceError> {
     String::from_utf8(bytes).map_err(|err| {
         zeroize::Zeroize::zeroize(&mut err.into_bytes());
         SourceError::invalid(format!(
-            "source `{source}`: the value of {key} in {what} is not valid UTF-8; the value is not \
-             shown"
+            "the value of {key} in {what} is not valid UTF-8; the value is not shown"
         ))
     })
 }
