@@ -3,7 +3,7 @@
 //!
 //! Use from a test file with `mod support;`. Every accessor panics when its variable is missing:
 //! a test that needs a server fails, it never skips. See docs/testing.md.
-#![allow(dead_code)] // each test binary uses only part of this module
+#![allow(dead_code, unused_imports)] // each test binary uses only part of this module
 
 mod cli;
 mod gateway;
