@@ -291,6 +291,21 @@ async fn silent_metadata_service_passes_to_the_azure_cli_within_the_probe() {
 }
 
 #[tokio::test]
+async fn pinned_managed_identity_waits_for_the_timeout_and_is_unavailable() {
+    let capture = Capture::start();
+    let kv = AzureKv::start().await;
+    kv.put(SECRET_NAME, VALUE);
+    kv.metadata(Metadata::Silent);
+    let dir = tempfile::tempdir().unwrap();
+    let pin = "credential = 'managed_identity'\ntimeout = '2s'\n";
+    let source = source(&kv, dir.path(), pin, vec![]);
+
+    let err = fetch(&capture, &source, KEY).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    capture.assert_hidden(SECRETS);
+}
+
+#[tokio::test]
 async fn no_credential_anywhere_is_not_configured() {
     let capture = Capture::start();
     let kv = AzureKv::start().await;

@@ -269,8 +269,10 @@ impl CredentialSource for AzureSource {
             Ok(Ok(secret)) => self.resolve(vault, key, &target, secret),
             Ok(Err(failure)) => self.failed(vault, &target, failure),
             Err(_) => Err(SourceError::unavailable(format!(
-                "source `{}`: vault {} did not answer within {}",
+                "source `{}`: reading secret `{}` from vault {} (logging in included) did not \
+                 finish within {}",
                 self.settings.name,
+                target.name,
                 vault.host,
                 humantime::format_duration(self.config.timeout)
             ))),

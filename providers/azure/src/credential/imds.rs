@@ -78,23 +78,29 @@ struct ErrorAnswer {
 
 impl ImdsCredential {
     /// A credential asking `endpoint` (scheme and host) for tokens, as the user-assigned
-    /// identity `client_id` when one is given.
+    /// identity `client_id` when one is given. With `probe_timeout`, the first request gives up
+    /// after it and a silent endpoint means "not set up here"; without, every request waits up
+    /// to `timeout` and silence is an outage (for a pinned managed identity).
     pub fn new(
         client: reqwest::Client,
         endpoint: &Url,
         client_id: Option<String>,
-        probe_timeout: Duration,
+        probe_timeout: Option<Duration>,
         timeout: Duration,
     ) -> Self {
         let mut endpoint = endpoint.clone();
         endpoint.set_path(TOKEN_PATH);
+        let probe = match probe_timeout {
+            Some(_) => Probe::Untried,
+            None => Probe::Answered,
+        };
         ImdsCredential {
             client,
             endpoint,
             client_id,
-            probe_timeout,
+            probe_timeout: probe_timeout.unwrap_or(timeout),
             timeout,
-            probe: Mutex::new(Probe::Untried),
+            probe: Mutex::new(probe),
         }
     }
 

@@ -180,6 +180,9 @@ impl TokenCredential for CredentialChain {
         scopes: &[&str],
         options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
+        // TODO: after a 401 the SDK asks again, and its credentials answer from their own token
+        // cache; azure_identity 1.0 has no way to bypass it (TokenRequestOptions carries no
+        // "fresh token" flag). Pass one here when the SDK grows it.
         let result = match self.chosen.get() {
             Some(&index) => self.links[index].login(scopes, options).await,
             None => self.first_login(scopes, options).await,
@@ -323,17 +326,19 @@ fn workload_identity(
 
 /// The machine's managed identity: App Service and Container Apps through the SDK (their
 /// endpoint is local and always answers); VMs and AKS nodes through the metadata service, probed
-/// with a short timeout.
+/// with a short timeout unless the config pins managed identity (then a slow first answer, as
+/// on a VM that just booted, is waited for).
 fn managed_identity(
     config: &AzureConfig,
     http: &HttpClients,
 ) -> Result<Arc<dyn TokenCredential>, String> {
     if !config.app_service_identity {
+        let pinned = config.credential == Some(CredentialKind::ManagedIdentity);
         return Ok(Arc::new(imds::ImdsCredential::new(
             http.imds.clone(),
             &config.imds_endpoint,
             config.client_id.clone(),
-            MANAGED_IDENTITY_PROBE_TIMEOUT,
+            (!pinned).then_some(MANAGED_IDENTITY_PROBE_TIMEOUT),
             config.timeout,
         )));
     }
