@@ -1,0 +1,270 @@
+//! `credchain serve` against real Prefect servers: several runners, runs created through the
+//! API, key rotation at a bearer-key gateway while serving, and SIGTERM during a run. Each test
+//! has a private Prefect server, because the deployment name `main-etl/etl-job` is global.
+
+mod prefect_api;
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::{assert_no_secret, Gateway, PrefectServer, Role};
+
+const SAMPLE: &str = include_str!("../examples/data/birdstrikes.csv");
+const RUNS_DONE: Duration = Duration::from_secs(180);
+
+/// A `credchain serve` process, killed on drop.
+struct Runner {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Runner {
+    fn start(dir: &Path, vars: &[(&str, &str)]) -> Runner {
+        let log = dir.join(format!("serve-{}.log", rand_suffix()));
+        let file = fs::File::create(&log).expect("serve log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_credchain"));
+        cmd.args(["-v", "serve", "--limit", "2"])
+            .env_clear()
+            .current_dir(dir)
+            .env("HOME", dir)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        Runner {
+            child: cmd.spawn().expect("start credchain serve"),
+            log,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    fn terminate(&mut self, within: Duration) -> Option<i32> {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit in time:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn output(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
+/// A working directory with a pipeline that appends `rows` rows per run into `out.db`, polling
+/// every second.
+fn runner_dir(rows: usize, extra_config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv: String = SAMPLE
+        .lines()
+        .take(rows + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(dir.path().join("data.csv"), csv).unwrap();
+    let config = format!(
+        "[[sources]]\ntype = \"env\"\n\n[[sources]]\ntype = \"dotenv\"\n\n{extra_config}\n\n\
+         [pipeline]\nsource = \"data.csv\"\ntarget = \"sqlite://out.db\"\ntable = \"birds\"\n\
+         rejects = \"rejects.csv\"\n\n[serve]\npoll_interval = \"1s\"\n"
+    );
+    fs::write(dir.path().join("credchain.toml"), config).unwrap();
+    dir
+}
+
+fn count_rows(dir: &Path) -> i64 {
+    let db = dir.join("out.db");
+    if !db.exists() {
+        return 0;
+    }
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("SELECT count(*) FROM birds", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+fn create_runs(api: &str, deployment: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| prefect_api::create_deployment_run(api, deployment))
+        .collect()
+}
+
+fn assert_all_completed(api: &str, ids: &[String]) {
+    let runs = prefect_api::wait_terminal(api, ids, RUNS_DONE);
+    for run in &runs {
+        assert_eq!(
+            prefect_api::state_type(run),
+            "COMPLETED",
+            "run {}: {}",
+            run["id"],
+            run["state"]
+        );
+    }
+}
+
+#[test]
+fn two_runners_execute_each_of_ten_runs_exactly_once() {
+    let server = PrefectServer::start(&[]);
+    let api = server.url();
+    let dirs = [runner_dir(40, ""), runner_dir(40, "")];
+    let mut runners: Vec<Runner> = dirs
+        .iter()
+        .map(|d| Runner::start(d.path(), &[("PREFECT_API_URL", api.as_str())]))
+        .collect();
+    let deployment = prefect_api::wait_for_deployment(&api, Duration::from_secs(60));
+    let ids = create_runs(&api, &deployment, 10);
+    assert_all_completed(&api, &ids);
+
+    for id in &ids {
+        let tasks = prefect_api::task_runs(&api, id);
+        assert_eq!(tasks.len(), 3, "run {id} has {} task runs", tasks.len());
+    }
+    // Each run appends 40 rows to the database of the runner that executed it.
+    let rows: i64 = dirs.iter().map(|d| count_rows(d.path())).sum();
+    assert_eq!(rows, 400, "rows across both runners");
+    for runner in &mut runners {
+        assert_eq!(
+            runner.terminate(Duration::from_secs(30)),
+            Some(0),
+            "{}",
+            runner.output()
+        );
+    }
+}
+
+#[test]
+fn serve_keeps_completing_runs_while_the_gateway_key_rotates() {
+    let server = PrefectServer::start(&[]);
+    let old_key = "pnu_FAKE_ROTATE_OLD_0001";
+    let new_key = "pnu_FAKE_ROTATE_NEW_0002";
+    let mut gateway = Gateway::start(&server.url(), &[(old_key, Role::Rw)]);
+    let dir = runner_dir(20, "[[sources]]\ntype = \"file\"\ndir = \"secrets\"");
+    let secrets = dir.path().join("secrets");
+    fs::create_dir(&secrets).unwrap();
+    write_atomically(&secrets.join("PREFECT_API_KEY"), old_key);
+    let gateway_url = gateway.url();
+    let mut runner = Runner::start(dir.path(), &[("PREFECT_API_URL", gateway_url.as_str())]);
+
+    let api = server.url();
+    let deployment = prefect_api::wait_for_deployment(&api, Duration::from_secs(60));
+    let before = create_runs(&api, &deployment, 2);
+    assert_all_completed(&api, &before);
+
+    // Rotate: the gateway stops accepting the old key at once; the file gets the new one.
+    gateway.set_keys(&[(new_key, Role::Rw)]);
+    write_atomically(&secrets.join("PREFECT_API_KEY"), new_key);
+    let after = create_runs(&api, &deployment, 2);
+    assert_all_completed(&api, &after);
+
+    assert_eq!(
+        runner.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        runner.output()
+    );
+    assert_no_secret(&runner.output(), &[old_key, new_key]);
+}
+
+#[test]
+fn sigterm_during_a_run_lets_it_finish_and_exits_zero() {
+    let server = PrefectServer::start(&[]);
+    let api = server.url();
+    let dir = runner_dir(10_000, "");
+    let mut runner = Runner::start(dir.path(), &[("PREFECT_API_URL", api.as_str())]);
+    let deployment = prefect_api::wait_for_deployment(&api, Duration::from_secs(60));
+    let ids = create_runs(&api, &deployment, 1);
+    wait_for_state(&api, &ids[0], "RUNNING");
+
+    assert_eq!(
+        runner.terminate(Duration::from_secs(40)),
+        Some(0),
+        "{}",
+        runner.output()
+    );
+    let run = prefect_api::flow_run(&api, &ids[0]);
+    assert_eq!(
+        prefect_api::state_type(&run),
+        "COMPLETED",
+        "{}",
+        runner.output()
+    );
+}
+
+#[test]
+fn sigterm_past_the_grace_period_cancels_the_run_and_exits_zero() {
+    let server = PrefectServer::start(&[]);
+    let api = server.url();
+    // A zero grace period: the run in flight is cancelled at once.
+    let dir = runner_dir(10_000, "");
+    let config = fs::read_to_string(dir.path().join("credchain.toml")).unwrap();
+    fs::write(
+        dir.path().join("credchain.toml"),
+        config.replace(
+            "poll_interval = \"1s\"",
+            "poll_interval = \"1s\"\ngrace_period = \"0s\"",
+        ),
+    )
+    .unwrap();
+    let mut runner = Runner::start(dir.path(), &[("PREFECT_API_URL", api.as_str())]);
+    let deployment = prefect_api::wait_for_deployment(&api, Duration::from_secs(60));
+    let ids = create_runs(&api, &deployment, 1);
+    wait_for_state(&api, &ids[0], "RUNNING");
+
+    assert_eq!(
+        runner.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        runner.output()
+    );
+    let state = prefect_api::state_type(&prefect_api::flow_run(&api, &ids[0]));
+    assert!(
+        state == "CANCELLED" || state == "COMPLETED",
+        "run left in {state}:\n{}",
+        runner.output()
+    );
+}
+
+fn wait_for_state(api: &str, id: &str, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = prefect_api::state_type(&prefect_api::flow_run(api, id));
+        if state == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} never reached {wanted} (is {state})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn write_atomically(path: &Path, value: &str) {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, value).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
