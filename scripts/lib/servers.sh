@@ -5,7 +5,6 @@
 CC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CC_LIB=$CC_ROOT/scripts/lib
 CC_REQUIREMENTS=$CC_ROOT/scripts/test-requirements.txt
-CC_STATE=$CC_ROOT/.test-servers
 CC_CACHE=${CREDCHAIN_TEST_CACHE:-$HOME/.cache/credchain-test}
 CC_VENV=$CC_CACHE/venv
 CC_TEMPLATE=$CC_CACHE/prefect-template
@@ -133,8 +132,11 @@ cc_start_prefect() { # NAME PORT [--no-services] [VAR=value ...]
     local name=$1 port=$2 home=$CC_RUN/$1 flags=() vars=(); shift 2
     for arg; do case $arg in --*) flags+=("$arg") ;; *) vars+=("$arg") ;; esac; done
     mkdir -p "$home" && cp "$CC_TEMPLATE/prefect.db" "$home/"
+    # the caller's PREFECT_* settings (a developer's profile, API URL, …) must not leak in
+    local unset=() var
+    for var in $(compgen -e | grep '^PREFECT_' || true); do unset+=(-u "$var"); done
     # shellcheck disable=SC2046 # one word per variable
-    cc_spawn "$name" "$home" TERM group env $(cc_prefect_env "$home") "${vars[@]}" \
+    cc_spawn "$name" "$home" TERM group env "${unset[@]}" $(cc_prefect_env "$home") "${vars[@]}" \
         "$CC_VENV/bin/prefect" server start --host 127.0.0.1 --port "$port" "${flags[@]}"
 }
 
@@ -179,10 +181,10 @@ cc_start_all() {
     CC_RUN=$(mktemp -d "${TMPDIR:-/tmp}/credchain-test.XXXXXX")
     chmod 711 "$CC_RUN" && mkdir -p "$CC_RUN/logs" "$CC_RUN/spawned" && chmod 1777 "$CC_RUN/spawned"
     : > "$CC_RUN/pids"
-    echo "# credchain test servers (scripts/test-servers); load with: . $CC_STATE/env" > "$CC_RUN/env"
+    echo "# credchain test servers of $CC_RUN (scripts/lib/servers.sh); load with: . FILE" > "$CC_RUN/env"
     declare -gA CC_PORT=() CC_PIDS=()
     local name port line
-    while IFS== read -r name port; do CC_PORT[$name]=$port; done < <(
+    while IFS='=' read -r name port; do CC_PORT[$name]=$port; done < <(
         "$CC_VENV/bin/python" "$CC_LIB/helper.py" ports prefect_a prefect_b prefect_c gateway \
             postgres vault:2 moto)
     cc_start_prefect prefect_a "${CC_PORT[prefect_a]}"
@@ -233,7 +235,7 @@ cc_setup_moto() {
         "http://127.0.0.1:${CC_PORT[moto]}" "$CC_AWS_REGION" 2> "$CC_RUN/logs/moto-setup.log") ||
         { cat "$CC_RUN/logs/moto-setup.log"; cc_die "moto IAM bootstrap failed"; }
     local name value
-    while IFS== read -r name value; do cc_env "$name" "$value"; done <<< "$out"
+    while IFS='=' read -r name value; do cc_env "$name" "$value"; done <<< "$out"
 }
 
 cc_write_env() {
@@ -258,13 +260,12 @@ cc_write_env() {
     cc_env CREDCHAIN_TEST_PREFECT_TEMPLATE_DB "$CC_TEMPLATE/prefect.db"
 }
 
-# Wait for every server, create what the tests expect, write and export the env file.
+# Wait for every server, create what the tests expect, write and export the run's env file.
 cc_ready_all() {
     cc_wait_all
     cc_setup_postgres
     cc_setup_moto
     cc_write_env
-    mkdir -p "$CC_STATE" && cp "$CC_RUN/env" "$CC_STATE/env"
 }
 
 # --- stop -------------------------------------------------------------------------------------
