@@ -11,7 +11,7 @@ use std::time::Duration;
 use credchain_core::{CredentialSource, ErrorKind, Lifetime, MapEnv, SourceSettings};
 use credchain_vault::VaultSource;
 use serde_json::{json, Value};
-use vault_admin::{error_text, source, unique, Admin, Capture, JwtSigner};
+use vault_admin::{error_text, source, unique, Admin, Capture, JwtSigner, TlsBao};
 
 const KEY: &str = "PREFECT_API_KEY";
 
@@ -491,4 +491,30 @@ async fn a_missing_kubernetes_token_file_is_invalid_naming_it() {
         err.to_string().contains(&missing.display().to_string()),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn tls_is_verified_with_ca_cert_or_skipped_with_skip_verify() {
+    let bao = TlsBao::start();
+    let admin = bao.admin();
+    let value = seed(&admin, "tls").await;
+    let base = format!("address = '{}'\npath = 'secret/tls/prefect'", bao.addr);
+    let env = [("VAULT_TOKEN", TlsBao::ROOT)];
+
+    let ca = format!("{base}\nca_cert = '{}'", bao.ca_cert.display());
+    assert_eq!(value_of(&source(&ca, &env)).await, value);
+    let ca_from_env = [env[0], ("VAULT_CACERT", bao.ca_cert.to_str().unwrap())];
+    assert_eq!(value_of(&source(&base, &ca_from_env)).await, value);
+
+    let untrusted = source(&base, &env).fetch(KEY).await.unwrap_err();
+    assert_eq!(untrusted.kind(), ErrorKind::Unavailable, "{untrusted}");
+    assert!(untrusted.to_string().contains(&bao.addr), "{untrusted}");
+
+    let skipping = source(&format!("{base}\nskip_verify = true"), &env);
+    assert_eq!(value_of(&skipping).await, value);
+    let diagnosis = skipping.diagnose().await.unwrap();
+    assert!(diagnosis
+        .warnings
+        .iter()
+        .any(|w| w.contains("TLS verification is off")));
 }

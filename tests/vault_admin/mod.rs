@@ -48,6 +48,16 @@ impl Admin {
         }
     }
 
+    /// An admin of another server, reached through `http`.
+    pub fn of(addr: &str, root: &str, http: reqwest::Client) -> Admin {
+        Admin {
+            http,
+            addr: addr.to_string(),
+            root: root.to_string(),
+            namespace: None,
+        }
+    }
+
     /// Creates the namespace `name` and returns an admin working inside it.
     pub async fn namespace(&self, name: &str) -> Admin {
         self.call("POST", &format!("sys/namespaces/{name}"), None)
@@ -171,6 +181,90 @@ impl Admin {
             id["data"]["role_id"].as_str().unwrap().to_string(),
             secret["data"]["secret_id"].as_str().unwrap().to_string(),
         )
+    }
+}
+
+/// A private OpenBao dev server with TLS (`-dev-tls`), stopped when dropped.
+pub struct TlsBao {
+    child: std::process::Child,
+    /// `https://127.0.0.1:PORT`.
+    pub addr: String,
+    /// The CA file that signs the server's certificate.
+    pub ca_cert: std::path::PathBuf,
+    /// Holds the CA, the server's home and its log.
+    _dir: tempfile::TempDir,
+}
+
+impl TlsBao {
+    /// The root token of private servers.
+    pub const ROOT: &'static str = "root-FAKE-tls-token";
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start() -> TlsBao {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port_pair();
+        let log = std::fs::File::create(dir.path().join("bao.log")).unwrap();
+        let child = std::process::Command::new(support::bao_bin())
+            .args(["server", "-dev", "-dev-tls", "-dev-no-store-token"])
+            .arg(format!("-dev-tls-cert-dir={}", dir.path().display()))
+            .arg(format!("-dev-root-token-id={}", Self::ROOT))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env("HOME", dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start bao");
+        let server = TlsBao {
+            child,
+            addr: format!("https://127.0.0.1:{port}"),
+            ca_cert: dir.path().join("vault-ca.pem"),
+            _dir: dir,
+        };
+        server.wait_ready(port);
+        server
+    }
+
+    fn wait_ready(&self, port: u16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if listening && self.ca_cert.is_file() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(self._dir.path().join("bao.log")).unwrap_or_default();
+        panic!("the TLS OpenBao server did not start within 30 s; its log:\n{log}");
+    }
+
+    /// An admin that trusts the server's CA.
+    pub fn admin(&self) -> Admin {
+        let pem = std::fs::read(&self.ca_cert).unwrap();
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only(certs)
+            .build()
+            .unwrap();
+        Admin::of(&self.addr, Self::ROOT, http)
+    }
+}
+
+impl Drop for TlsBao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port whose successor is free too (a dev server's cluster listener takes port + 1).
+fn free_port_pair() -> u16 {
+    loop {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = first.local_addr().unwrap().port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
     }
 }
 

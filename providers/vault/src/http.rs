@@ -160,7 +160,15 @@ impl Http {
         } else {
             format!("the request to Vault at {address} failed")
         };
-        SourceError::unavailable(message).with_cause(error.without_url())
+        let hint = if error.is_connect() && self.address.starts_with("https:") {
+            "check that Vault runs at this address; if its TLS certificate is not trusted, set \
+             `ca_cert` (or VAULT_CACERT) to the CA that signed it"
+        } else {
+            "check that Vault runs at this address (VAULT_ADDR or `address`)"
+        };
+        SourceError::unavailable(message)
+            .with_hint(hint)
+            .with_cause(error.without_url())
     }
 
     /// An answer Vault gave with an error status other than 403 and 404.
