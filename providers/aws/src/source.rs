@@ -6,8 +6,8 @@ use std::fmt;
 use async_trait::async_trait;
 use credchain_core::value::{self, Address};
 use credchain_core::{
-    CredentialSource, Diagnosis, Environment, Lifetime, Provenance, Resolved, Secret, SourceError,
-    SourceSettings,
+    redact_url, CredentialSource, Diagnosis, Environment, Lifetime, Provenance, Resolved, Secret,
+    SourceError, SourceSettings,
 };
 
 use crate::classify;
@@ -21,11 +21,21 @@ pub struct AwsSource {
     store: Store,
 }
 
+/// Names, the region and the endpoint (with any password in it masked); never a key.
 impl fmt::Debug for AwsSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = self.store.config();
+        let value = |s: &Option<crate::Setting>| s.as_ref().map(|s| s.value.clone());
         f.debug_struct("AwsSource")
             .field("name", &self.settings.name)
-            .field("config", self.store.config())
+            .field("secret_id", &config.secret_id)
+            .field("version", &config.version)
+            .field("region", &value(&config.region))
+            .field("profile", &value(&config.profile))
+            .field(
+                "endpoint_url",
+                &value(&config.endpoint_url).map(|u| redact_url(&u)),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -197,5 +207,33 @@ impl CredentialSource for AwsSource {
                 .push(format!("account {}", account.as_str()));
         }
         Ok(diagnosis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credchain_core::MapEnv;
+
+    #[test]
+    fn debug_shows_names_and_masks_the_endpoint_password() {
+        let env = MapEnv::new([
+            ("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKE0001"),
+            ("AWS_SECRET_ACCESS_KEY", "FAKEsecretFAKEsecret"),
+            (
+                "AWS_ENDPOINT_URL",
+                "https://user:FAKEproxyPASS@proxy.example",
+            ),
+        ]);
+        let options: toml::Table = toml::from_str("secret_id = 'prod/etl'").unwrap();
+        let source = AwsSource::from_options(SourceSettings::new("aws"), options, &env).unwrap();
+        let shown = format!("{source:?}");
+        assert!(
+            shown.contains("prod/etl") && shown.contains("proxy.example"),
+            "{shown}"
+        );
+        for secret in ["AKIAFAKE", "FAKEsecret", "FAKEproxyPASS"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }
