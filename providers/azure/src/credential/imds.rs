@@ -132,7 +132,7 @@ impl ImdsCredential {
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(silent("timed out".into())),
-            Ok(Err(err)) => Err(silent(super::one_line(&err.without_url().to_string()))),
+            Ok(Err(err)) => Err(silent(crate::classify::chain_text(&err.without_url()))),
             Ok(Ok((status, body))) => parse(status, &body).map_err(Failure::Answered),
         }
     }
