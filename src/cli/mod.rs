@@ -156,7 +156,9 @@ pub fn init_logging(global: &GlobalArgs) {
         2 => "info,credchain=debug,credchain_core=debug,credchain_vault=debug,credchain_aws=debug,credchain_azure=debug,credchain_kubernetes=debug",
         _ => "debug,credchain=trace,credchain_core=trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // The AWS SDK logs the access key id at debug; keep its internals at info.
+    let default = format!("{default},aws_config=info,aws_smithy_runtime=info,aws_sigv4=info,aws_smithy_runtime_api=info");
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
