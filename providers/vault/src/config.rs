@@ -199,8 +199,7 @@ impl VaultConfig {
         mut options: toml::Table,
         env: &dyn Environment,
     ) -> Result<Self, SourceError> {
-        let invalid =
-            |why: String| SourceError::invalid(format!("source `{}`: {why}", settings.name));
+        let invalid = SourceError::invalid;
         let inline_secret_id = take_secret_id(&mut options).map_err(&invalid)?;
         let raw: RawOptions = toml::Value::Table(options)
             .try_into()

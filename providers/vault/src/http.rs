@@ -38,6 +38,19 @@ pub enum BuildClientError {
     Build(#[source] reqwest::Error),
 }
 
+impl BuildClientError {
+    /// An `invalid` error with this message and the underlying cause.
+    pub fn into_source_error(self) -> SourceError {
+        let err = SourceError::invalid(self.to_string());
+        match self {
+            BuildClientError::ReadCaCert { source, .. } => err.with_cause(source),
+            BuildClientError::ParseCaCert { source, .. } | BuildClientError::Build(source) => {
+                err.with_cause(source)
+            }
+        }
+    }
+}
+
 /// A connection to one Vault server: the address, the namespace and an HTTP client.
 #[derive(Debug, Clone)]
 pub struct Http {

@@ -11,7 +11,7 @@ use credchain_core::{
 };
 
 use crate::config::VaultConfig;
-use crate::http::{vault_errors, Http, Reply};
+use crate::http::{vault_errors, BuildClientError, Http, Reply};
 use crate::kv::{KvPath, KvRead};
 use crate::session::Session;
 
@@ -71,14 +71,12 @@ impl VaultSource {
             }
         }
         let setup = match &config.address {
-            None => Setup::NotConfigured(format!(
-                "source `{}`: no Vault address (VAULT_ADDR is not set and there is no `address`)",
-                settings.name
-            )),
+            None => Setup::NotConfigured(
+                "no Vault address (VAULT_ADDR is not set and there is no `address`)".into(),
+            ),
             Some(address) => {
-                let http = Http::new(&config, address).map_err(|e| {
-                    SourceError::invalid(format!("source `{}`: {e}", settings.name)).with_cause(e)
-                })?;
+                let http =
+                    Http::new(&config, address).map_err(BuildClientError::into_source_error)?;
                 let session = Session::new(http.clone(), config.auth.clone());
                 Setup::Ready(Connection {
                     http,
@@ -349,5 +347,58 @@ async fn health(http: &Http) -> Result<Option<String>, SourceError> {
         status => {
             Err(http.status_error(status, "the health check", &vault_errors(&reply.body, &[])))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credchain_core::{ErrorKind, MapEnv};
+
+    fn build(options: &str, env: &[(&str, &str)]) -> Result<VaultSource, SourceError> {
+        let table: toml::Table = toml::from_str(options).unwrap();
+        let env = MapEnv::new(env.iter().copied());
+        VaultSource::from_options(SourceSettings::new("vault"), table, &env)
+    }
+
+    #[tokio::test]
+    async fn without_an_address_fetch_is_not_configured() {
+        let vault = build("path = 'secret/etl'", &[("VAULT_TOKEN", "s.FAKE")]).unwrap();
+        let err = vault.fetch("PREFECT_API_KEY").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConfigured);
+        assert!(err.to_string().contains("VAULT_ADDR"), "{err}");
+    }
+
+    #[test]
+    fn a_configured_kv2_mount_rejects_an_api_path_at_build_time() {
+        let options = "path = 'kv/data/prefect'\nmount = 'kv'\nkv_version = 2";
+        let err = build(options, &[]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(err.to_string().contains("`kv/prefect`"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_invalid_and_named() {
+        let options =
+            "address = 'https://127.0.0.1:1'\npath = 'p/q'\nca_cert = '/nonexistent/ca.pem'";
+        let err = build(options, &[]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn debug_redacts_tokens_and_secret_ids() {
+        let env = [("VAULT_TOKEN", "s.FAKE-env-token")];
+        let token = build("address = 'http://127.0.0.1:1'\npath = 'p/q'", &env).unwrap();
+        let approle = build(
+            "address = 'http://127.0.0.1:1'\npath = 'p/q'\n\
+             auth = { method = 'approle', role_id = 'r', secret_id = 'FAKE-secret-id' }",
+            &[],
+        )
+        .unwrap();
+        let printed = format!("{token:?}{approle:#?}");
+        assert!(!printed.contains("s.FAKE-env-token"), "{printed}");
+        assert!(!printed.contains("FAKE-secret-id"), "{printed}");
+        assert!(printed.contains(credchain_core::REDACTED));
     }
 }
