@@ -27,7 +27,13 @@ fn var(name: &str, value: impl Into<String>) -> (String, String) {
 }
 
 fn assert_exit(out: &CliOutput, code: i32) {
-    assert_eq!(out.code, Some(code), "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code,
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +41,11 @@ async fn api_and_api_slash_send_exactly_the_same_requests() {
     let mut lines = Vec::new();
     for suffix in ["", "/"] {
         let fake = FakePrefect::start(|seen, _| prefect_like(seen)).await;
-        let out = check(&["--write"], vec![var("PREFECT_API_URL", format!("{}{suffix}", fake.url()))]).await;
+        let out = check(
+            &["--write"],
+            vec![var("PREFECT_API_URL", format!("{}{suffix}", fake.url()))],
+        )
+        .await;
         assert_exit(&out, 0);
         lines.push(fake.lines());
     }
@@ -59,8 +69,17 @@ async fn every_request_says_its_api_version_and_client() {
     let out = check(&[], vec![var("PREFECT_API_URL", fake.url())]).await;
     assert_exit(&out, 0);
     for seen in fake.seen() {
-        assert_eq!(seen.header("x-prefect-api-version"), "0.8.4", "{}", seen.line());
-        assert!(seen.header("user-agent").starts_with("credchain/"), "{}", seen.line());
+        assert_eq!(
+            seen.header("x-prefect-api-version"),
+            "0.8.4",
+            "{}",
+            seen.line()
+        );
+        assert!(
+            seen.header("user-agent").starts_with("credchain/"),
+            "{}",
+            seen.line()
+        );
         assert_eq!(seen.header("authorization"), "", "no credential, no header");
     }
 }
@@ -76,7 +95,10 @@ async fn private_ca_in_ssl_cert_file_is_trusted() {
     let fake = FakePrefect::start_tls(|seen, _| prefect_like(seen)).await;
     let ca = ca_file(&fake);
     for name in ["SSL_CERT_FILE", "PREFECT_API_SSL_CERT_FILE"] {
-        let vars = vec![var("PREFECT_API_URL", fake.url()), var(name, ca.path().display().to_string())];
+        let vars = vec![
+            var("PREFECT_API_URL", fake.url()),
+            var(name, ca.path().display().to_string()),
+        ];
         assert_exit(&check(&[], vars).await, 0);
     }
 }
@@ -86,26 +108,48 @@ async fn unknown_ca_exits_6_naming_the_host_and_the_certificate_problem() {
     let fake = FakePrefect::start_tls(|seen, _| prefect_like(seen)).await;
     let out = check(&[], vec![var("PREFECT_API_URL", fake.url())]).await;
     assert_exit(&out, 6);
-    assert!(out.stderr.contains("TLS handshake with localhost failed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("TLS handshake with localhost failed"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("unknown authority"), "{}", out.stderr);
-    assert!(out.stderr.contains("PREFECT_API_SSL_CERT_FILE"), "the hint says what to set: {}", out.stderr);
+    assert!(
+        out.stderr.contains("PREFECT_API_SSL_CERT_FILE"),
+        "the hint says what to set: {}",
+        out.stderr
+    );
     assert!(fake.seen().is_empty(), "no request got through");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_skip_verify_accepts_an_unknown_ca() {
     let fake = FakePrefect::start_tls(|seen, _| prefect_like(seen)).await;
-    let vars = vec![var("PREFECT_API_URL", fake.url()), var("PREFECT_API_TLS_INSECURE_SKIP_VERIFY", "true")];
+    let vars = vec![
+        var("PREFECT_API_URL", fake.url()),
+        var("PREFECT_API_TLS_INSECURE_SKIP_VERIFY", "true"),
+    ];
     let out = check(&[], vars).await;
     assert_exit(&out, 0);
-    assert!(out.stderr.contains("not checked"), "a warning says so: {}", out.stderr);
+    assert!(
+        out.stderr.contains("not checked"),
+        "a warning says so: {}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answered_with_404_points_at_the_missing_api_path() {
-    let fake = FakePrefect::start(|seen, _| prefect_fake::Answer::json(404, r#"{"detail":"Not Found"}"#).with("x-seen", &seen.path)).await;
+    let fake = FakePrefect::start(|seen, _| {
+        prefect_fake::Answer::json(404, r#"{"detail":"Not Found"}"#).with("x-seen", &seen.path)
+    })
+    .await;
     let url = fake.url().replace("/api", "/prefect");
     let out = check(&[], vec![var("PREFECT_API_URL", url.clone())]).await;
     assert_exit(&out, 2);
-    assert!(out.stderr.contains(&format!("PREFECT_API_URL={url}/api")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("PREFECT_API_URL={url}/api")),
+        "{}",
+        out.stderr
+    );
 }

@@ -25,7 +25,13 @@ fn check(args: &[&str], vars: &[(&str, &str)], dir: Option<&std::path::Path>) ->
 }
 
 fn assert_exit(out: &CliOutput, code: i32) {
-    assert_eq!(out.code, Some(code), "stdout:\n{}\nstderr:\n{}", out.stdout, tail(&out.stderr));
+    assert_eq!(
+        out.code,
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        tail(&out.stderr)
+    );
 }
 
 /// The last lines of a long `-vv` log, for failure messages.
@@ -61,28 +67,45 @@ fn check_passes_against_prefect_without_a_key() {
 #[test]
 fn check_passes_through_the_gateway_with_the_key_from_dotenv() {
     let key = support::gateway_rw_key();
-    let dir = dotenv(&[format!("PREFECT_API_URL={}", support::gateway_url()), format!("PREFECT_API_KEY={key}")]);
+    let dir = dotenv(&[
+        format!("PREFECT_API_URL={}", support::gateway_url()),
+        format!("PREFECT_API_KEY={key}"),
+    ]);
     let out = check(&[], &[], Some(dir.path()));
     assert_exit(&out, 0);
     assert!(field(&out.stdout, "auth") == "bearer", "{}", out.stdout);
-    assert!(out.stdout.contains("set, from dotenv (.env:2)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("set, from dotenv (.env:2)"),
+        "{}",
+        out.stdout
+    );
     assert_no_secret(&out.all_output(), &[&key]);
 }
 
 #[test]
 fn key_in_the_environment_overrides_a_wrong_one_in_dotenv() {
     let key = support::gateway_rw_key();
-    let dir = dotenv(&[format!("PREFECT_API_URL={}", support::gateway_url()), format!("PREFECT_API_KEY={WRONG_KEY}")]);
+    let dir = dotenv(&[
+        format!("PREFECT_API_URL={}", support::gateway_url()),
+        format!("PREFECT_API_KEY={WRONG_KEY}"),
+    ]);
     let out = check(&[], &[("PREFECT_API_KEY", &key)], Some(dir.path()));
     assert_exit(&out, 0);
-    assert!(out.stdout.contains("set, from env (PREFECT_API_KEY)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("set, from env (PREFECT_API_KEY)"),
+        "{}",
+        out.stdout
+    );
     assert_no_secret(&out.all_output(), &[&key, WRONG_KEY]);
 }
 
 #[test]
 fn check_passes_against_the_basic_auth_server() {
     let auth = support::prefect_auth_string();
-    let vars = [("PREFECT_API_URL", support::prefect_auth_url()), ("PREFECT_API_AUTH_STRING", auth.clone())];
+    let vars = [
+        ("PREFECT_API_URL", support::prefect_auth_url()),
+        ("PREFECT_API_AUTH_STRING", auth.clone()),
+    ];
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = check(&["--write"], &vars, None);
     assert_exit(&out, 0);
@@ -93,16 +116,36 @@ fn check_passes_against_the_basic_auth_server() {
 
 #[test]
 fn check_write_passes_against_the_csrf_server() {
-    let out = check(&["--write"], &[("PREFECT_API_URL", &support::prefect_csrf_url())], None);
+    let out = check(
+        &["--write"],
+        &[("PREFECT_API_URL", &support::prefect_csrf_url())],
+        None,
+    );
     assert_exit(&out, 0);
-    assert!(field(&out.stdout, "write access").starts_with("yes"), "{}", out.stdout);
+    assert!(
+        field(&out.stdout, "write access").starts_with("yes"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn unknown_key_exits_4_and_names_its_source() {
-    let out = check(&[], &[("PREFECT_API_URL", &support::gateway_url()), ("PREFECT_API_KEY", UNKNOWN_KEY)], None);
+    let out = check(
+        &[],
+        &[
+            ("PREFECT_API_URL", &support::gateway_url()),
+            ("PREFECT_API_KEY", UNKNOWN_KEY),
+        ],
+        None,
+    );
     assert_exit(&out, 4);
-    assert!(out.stderr.contains("rejected PREFECT_API_KEY from env (PREFECT_API_KEY)"), "{}", tail(&out.stderr));
+    assert!(
+        out.stderr
+            .contains("rejected PREFECT_API_KEY from env (PREFECT_API_KEY)"),
+        "{}",
+        tail(&out.stderr)
+    );
     assert!(out.stderr.contains("same value"), "{}", tail(&out.stderr));
     assert!(out.stderr.contains("hint: "), "{}", tail(&out.stderr));
     assert_no_secret(&out.all_output(), &[UNKNOWN_KEY]);
@@ -111,20 +154,52 @@ fn unknown_key_exits_4_and_names_its_source() {
 #[test]
 fn read_only_key_with_write_exits_5() {
     let key = support::gateway_ro_key();
-    let out = check(&["--write"], &[("PREFECT_API_URL", &support::gateway_url()), ("PREFECT_API_KEY", &key)], None);
+    let out = check(
+        &["--write"],
+        &[
+            ("PREFECT_API_URL", &support::gateway_url()),
+            ("PREFECT_API_KEY", &key),
+        ],
+        None,
+    );
     assert_exit(&out, 5);
-    assert!(field(&out.stdout, "authenticated").starts_with("yes"), "a read works: {}", out.stdout);
-    assert!(out.stderr.contains("permission denied"), "{}", tail(&out.stderr));
-    assert!(out.stderr.contains("read-only API key"), "{}", tail(&out.stderr));
+    assert!(
+        field(&out.stdout, "authenticated").starts_with("yes"),
+        "a read works: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("permission denied"),
+        "{}",
+        tail(&out.stderr)
+    );
+    assert!(
+        out.stderr.contains("read-only API key"),
+        "{}",
+        tail(&out.stderr)
+    );
     assert_no_secret(&out.all_output(), &[&key]);
 }
 
 #[test]
 fn nothing_listening_exits_6_naming_host_and_port() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = check(&[], &[("PREFECT_API_URL", &format!("http://127.0.0.1:{port}/api"))], None);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = check(
+        &[],
+        &[("PREFECT_API_URL", &format!("http://127.0.0.1:{port}/api"))],
+        None,
+    );
     assert_exit(&out, 6);
-    assert!(out.stderr.contains(&format!("connection refused by 127.0.0.1:{port}")), "{}", tail(&out.stderr));
+    assert!(
+        out.stderr
+            .contains(&format!("connection refused by 127.0.0.1:{port}")),
+        "{}",
+        tail(&out.stderr)
+    );
 }
 
 /// A listener that must see no connection: the check fails before any request.
@@ -145,22 +220,41 @@ fn assert_untouched(listener: &TcpListener) {
 #[test]
 fn url_without_api_exits_2_before_any_request() {
     let (listener, port) = untouched_listener();
-    let out = check(&[], &[("PREFECT_API_URL", &format!("http://127.0.0.1:{port}"))], None);
+    let out = check(
+        &[],
+        &[("PREFECT_API_URL", &format!("http://127.0.0.1:{port}"))],
+        None,
+    );
     assert_exit(&out, 2);
-    assert!(out.stderr.contains(&format!("PREFECT_API_URL=http://127.0.0.1:{port}/api")), "{}", tail(&out.stderr));
+    assert!(
+        out.stderr
+            .contains(&format!("PREFECT_API_URL=http://127.0.0.1:{port}/api")),
+        "{}",
+        tail(&out.stderr)
+    );
     assert_untouched(&listener);
 }
 
 #[test]
 fn key_and_auth_string_together_exit_2() {
     let auth = "admin:FAKEpass_both_0003";
-    let vars = [("PREFECT_API_URL", support::prefect_url()), ("PREFECT_API_KEY", UNKNOWN_KEY.to_string())];
+    let vars = [
+        ("PREFECT_API_URL", support::prefect_url()),
+        ("PREFECT_API_KEY", UNKNOWN_KEY.to_string()),
+    ];
     let mut vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     vars.push(("PREFECT_API_AUTH_STRING", auth));
     let out = check(&[], &vars, None);
     assert_exit(&out, 2);
-    assert!(out.stderr.contains("both PREFECT_API_KEY"), "{}", tail(&out.stderr));
-    assert_no_secret(&out.all_output(), &[UNKNOWN_KEY, auth, "FAKEpass_both_0003"]);
+    assert!(
+        out.stderr.contains("both PREFECT_API_KEY"),
+        "{}",
+        tail(&out.stderr)
+    );
+    assert_no_secret(
+        &out.all_output(),
+        &[UNKNOWN_KEY, auth, "FAKEpass_both_0003"],
+    );
 }
 
 #[test]
@@ -169,34 +263,60 @@ fn cloud_url_without_a_key_exits_2_before_any_request() {
     let (proxy, port) = untouched_listener();
     let proxy_url = format!("http://127.0.0.1:{port}");
     let vars = [
-        ("PREFECT_API_URL", "https://api.prefect.cloud/api/accounts/a1/workspaces/w1"),
+        (
+            "PREFECT_API_URL",
+            "https://api.prefect.cloud/api/accounts/a1/workspaces/w1",
+        ),
         ("HTTPS_PROXY", proxy_url.as_str()),
         ("HTTP_PROXY", proxy_url.as_str()),
     ];
     let out = check(&[], &vars, None);
     assert_exit(&out, 2);
-    assert!(out.stderr.contains("Prefect Cloud, which needs PREFECT_API_KEY"), "{}", tail(&out.stderr));
+    assert!(
+        out.stderr
+            .contains("Prefect Cloud, which needs PREFECT_API_KEY"),
+        "{}",
+        tail(&out.stderr)
+    );
     assert_untouched(&proxy);
 }
 
 #[test]
 fn json_output_reports_sources_and_results() {
     let key = support::gateway_rw_key();
-    let out = check(&["--json"], &[("PREFECT_API_URL", &support::gateway_url()), ("PREFECT_API_KEY", &key)], None);
+    let out = check(
+        &["--json"],
+        &[
+            ("PREFECT_API_URL", &support::gateway_url()),
+            ("PREFECT_API_KEY", &key),
+        ],
+        None,
+    );
     assert_exit(&out, 0);
-    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document on stdout");
+    let doc: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("one JSON document on stdout");
     assert_eq!(doc["ok"], true);
     assert_eq!(doc["auth"], "bearer");
     assert_eq!(doc["api_url"], support::gateway_url());
     assert_eq!(doc["sources"]["PREFECT_API_KEY"]["source"], "env");
-    assert_eq!(doc["sources"]["PREFECT_API_KEY"]["location"], "PREFECT_API_KEY");
+    assert_eq!(
+        doc["sources"]["PREFECT_API_KEY"]["location"],
+        "PREFECT_API_KEY"
+    );
     assert!(doc["sources"]["PREFECT_API_AUTH_STRING"].is_null());
     assert!(doc["server_version"].is_string());
     assert!(doc["flows_visible"].is_u64());
     assert!(doc["error"].is_null());
     assert_no_secret(&out.all_output(), &[&key]);
 
-    let out = check(&["--json"], &[("PREFECT_API_URL", &support::gateway_url()), ("PREFECT_API_KEY", UNKNOWN_KEY)], None);
+    let out = check(
+        &["--json"],
+        &[
+            ("PREFECT_API_URL", &support::gateway_url()),
+            ("PREFECT_API_KEY", UNKNOWN_KEY),
+        ],
+        None,
+    );
     assert_exit(&out, 4);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["ok"], false);
@@ -209,10 +329,17 @@ fn json_output_reports_sources_and_results() {
 fn rotated_gateway_key_in_dotenv_is_picked_up_by_the_next_check() {
     let (old, new) = ("pnu_FAKE_CHECK_OLD_0004", "pnu_FAKE_CHECK_NEW_0005");
     let mut gateway = Gateway::start(&support::prefect_url(), &[(old, Role::Rw)]);
-    let dir = dotenv(&[format!("PREFECT_API_URL={}", gateway.url()), format!("PREFECT_API_KEY={old}")]);
+    let dir = dotenv(&[
+        format!("PREFECT_API_URL={}", gateway.url()),
+        format!("PREFECT_API_KEY={old}"),
+    ]);
     assert_exit(&check(&[], &[], Some(dir.path())), 0);
     gateway.set_keys(&[(new, Role::Rw)]);
-    std::fs::write(dir.path().join(".env"), format!("PREFECT_API_URL={}\nPREFECT_API_KEY={new}\n", gateway.url())).unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("PREFECT_API_URL={}\nPREFECT_API_KEY={new}\n", gateway.url()),
+    )
+    .unwrap();
     let out = check(&["--write"], &[], Some(dir.path()));
     assert_exit(&out, 0);
     assert_no_secret(&out.all_output(), &[old, new]);

@@ -46,17 +46,32 @@ async fn fractional_retry_after_is_waited_out_once() {
     let seen = fake.seen();
     assert_eq!(seen.len(), 2, "exactly one retry");
     let gap = seen[1].at - seen[0].at;
-    assert!(gap >= Duration::from_millis(1500), "the retry came {gap:?} after the 429");
+    assert!(
+        gap >= Duration::from_millis(1500),
+        "the retry came {gap:?} after the 429"
+    );
 }
 
 #[tokio::test]
 async fn persistent_503_fails_after_the_configured_retries_with_the_server_text() {
-    let fake = FakePrefect::start(|_, _| Answer::json(503, r#"{"exception_message":"Service Unavailable"}"#)).await;
-    let error = client(&fake.url(), 5).await.read_flows(1).await.unwrap_err();
+    let fake = FakePrefect::start(|_, _| {
+        Answer::json(503, r#"{"exception_message":"Service Unavailable"}"#)
+    })
+    .await;
+    let error = client(&fake.url(), 5)
+        .await
+        .read_flows(1)
+        .await
+        .unwrap_err();
     // One GET /csrf-token (answered 503 six times) is where it stops.
     assert_eq!(fake.seen().len(), 6, "{:?}", fake.lines());
     match &error {
-        RequestError::Status { status: 503, attempts: 6, detail, .. } => assert_eq!(detail, "Service Unavailable"),
+        RequestError::Status {
+            status: 503,
+            attempts: 6,
+            detail,
+            ..
+        } => assert_eq!(detail, "Service Unavailable"),
         other => panic!("{other:?}"),
     }
     assert_eq!(error.exit(), Exit::WorkFailed);
@@ -66,7 +81,11 @@ async fn persistent_503_fails_after_the_configured_retries_with_the_server_text(
 #[tokio::test]
 async fn a_smaller_retry_budget_is_honoured() {
     let fake = FakePrefect::start(|_, _| Answer::json(502, "bad gateway")).await;
-    let error = client(&fake.url(), 2).await.server_version().await.unwrap_err();
+    let error = client(&fake.url(), 2)
+        .await
+        .server_version()
+        .await
+        .unwrap_err();
     assert_eq!(fake.seen().len(), 3);
     assert!(error.to_string().contains("bad gateway"), "{error}");
 }

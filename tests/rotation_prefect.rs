@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-
 use credchain::chain::{Chain, Link};
 use credchain::config::PrefectSettings;
 use credchain::credentials::Credentials;
@@ -18,7 +17,8 @@ use credchain::exit::{error_chain, Exit};
 use credchain::prefect::PrefectClient;
 use credchain::sources::{DotenvSource, EnvSource};
 use credchain_core::{
-    async_trait, CredentialSource, Lifetime, MapEnv, Provenance, Resolved, Secret, SourceError, SourceSettings,
+    async_trait, CredentialSource, Lifetime, MapEnv, Provenance, Resolved, Secret, SourceError,
+    SourceSettings,
 };
 use prefect_fake::{prefect_like, Answer, FakePrefect};
 use support::{assert_no_secret, Gateway, Role};
@@ -69,22 +69,36 @@ impl CredentialSource for Scripted {
         }
         self.reads.fetch_add(1, Ordering::SeqCst);
         let mut values = self.values.lock().unwrap();
-        let value = if values.len() > 1 { values.pop_front().unwrap() } else { values[0] };
+        let value = if values.len() > 1 {
+            values.pop_front().unwrap()
+        } else {
+            values[0]
+        };
         Ok(Some(Resolved {
             value: Secret::new(value),
-            provenance: Provenance { source: "scripted-store".into(), location: "secret/prefect#key".into(), version: None },
+            provenance: Provenance {
+                source: "scripted-store".into(),
+                location: "secret/prefect#key".into(),
+                version: None,
+            },
             lifetime: Lifetime::Remote { expires_in: None },
         }))
     }
 }
 
 fn link(source: Arc<dyn CredentialSource>, name: &str) -> Link {
-    Link { source, settings: SourceSettings::new(name) }
+    Link {
+        source,
+        settings: SourceSettings::new(name),
+    }
 }
 
 fn env_link(url: &str) -> Link {
     let env = Arc::new(MapEnv::new([("PREFECT_API_URL", url)]));
-    link(Arc::new(EnvSource::new(SourceSettings::new("env"), env)), "env")
+    link(
+        Arc::new(EnvSource::new(SourceSettings::new("env"), env)),
+        "env",
+    )
 }
 
 async fn client(chain: Chain, bound: Duration) -> PrefectClient {
@@ -96,7 +110,10 @@ async fn client(chain: Chain, bound: Duration) -> PrefectClient {
 }
 
 /// `WORKERS` tasks sending `GET /admin/version` until `stop`; returns each one's count.
-fn start_load(client: &PrefectClient, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<usize>> {
+fn start_load(
+    client: &PrefectClient,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<usize>> {
     (0..WORKERS)
         .map(|_| {
             let (client, stop) = (client.clone(), stop.clone());
@@ -134,10 +151,24 @@ async fn rotation_under_load_through_the_gateway_reads_the_store_once() {
     let url = gateway.url();
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join(".env");
-    write_atomically(&env_file, &format!("PREFECT_API_URL={url}\nPREFECT_API_KEY={OLD}\n"));
-    let dotenv = DotenvSource::new(SourceSettings::new("dotenv"), env_file.display().to_string(), Arc::new(MapEnv::default()));
-    let counting = Arc::new(Counting { inner: Arc::new(dotenv), reads: AtomicUsize::new(0) });
-    let client = client(Chain::new(vec![link(counting.clone(), "dotenv")]), Duration::from_secs(30)).await;
+    write_atomically(
+        &env_file,
+        &format!("PREFECT_API_URL={url}\nPREFECT_API_KEY={OLD}\n"),
+    );
+    let dotenv = DotenvSource::new(
+        SourceSettings::new("dotenv"),
+        env_file.display().to_string(),
+        Arc::new(MapEnv::default()),
+    );
+    let counting = Arc::new(Counting {
+        inner: Arc::new(dotenv),
+        reads: AtomicUsize::new(0),
+    });
+    let client = client(
+        Chain::new(vec![link(counting.clone(), "dotenv")]),
+        Duration::from_secs(30),
+    )
+    .await;
     client.server_version().await.unwrap();
     assert_eq!(counting.reads.load(Ordering::SeqCst), 1);
 
@@ -145,15 +176,27 @@ async fn rotation_under_load_through_the_gateway_reads_the_store_once() {
     let workers = start_load(&client, &stop);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let gateway = set_keys(gateway, &[(OLD, Role::Rw), (NEW, Role::Rw)]).await;
-    write_atomically(&env_file, &format!("PREFECT_API_URL={url}\nPREFECT_API_KEY={NEW}\n"));
+    write_atomically(
+        &env_file,
+        &format!("PREFECT_API_URL={url}\nPREFECT_API_KEY={NEW}\n"),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let gateway = set_keys(gateway, &[(NEW, Role::Rw)]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
     finish_load(workers).await;
 
-    assert_eq!(counting.reads.load(Ordering::SeqCst), 2, "one read of the store for the whole rotation");
-    let old = reqwest::Client::new().get(format!("{url}/admin/version")).bearer_auth(OLD).send().await.unwrap();
+    assert_eq!(
+        counting.reads.load(Ordering::SeqCst),
+        2,
+        "one read of the store for the whole rotation"
+    );
+    let old = reqwest::Client::new()
+        .get(format!("{url}/admin/version"))
+        .bearer_auth(OLD)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(old.status(), 401, "the old key is gone at the gateway");
     client.server_version().await.unwrap();
     drop(gateway);
@@ -191,9 +234,19 @@ async fn each_request_carries_the_old_key_before_rotation_or_the_new_key_after()
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join(".env");
     write_atomically(&env_file, &format!("PREFECT_API_KEY={OLD}\n"));
-    let dotenv = DotenvSource::new(SourceSettings::new("dotenv"), env_file.display().to_string(), Arc::new(MapEnv::default()));
-    let counting = Arc::new(Counting { inner: Arc::new(dotenv), reads: AtomicUsize::new(0) });
-    let chain = Chain::new(vec![env_link(&fake.url()), link(counting.clone(), "dotenv")]);
+    let dotenv = DotenvSource::new(
+        SourceSettings::new("dotenv"),
+        env_file.display().to_string(),
+        Arc::new(MapEnv::default()),
+    );
+    let counting = Arc::new(Counting {
+        inner: Arc::new(dotenv),
+        reads: AtomicUsize::new(0),
+    });
+    let chain = Chain::new(vec![
+        env_link(&fake.url()),
+        link(counting.clone(), "dotenv"),
+    ]);
     let client = client(chain, Duration::from_secs(30)).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -215,15 +268,28 @@ async fn each_request_carries_the_old_key_before_rotation_or_the_new_key_after()
         match request.header("authorization") {
             k if k == format!("Bearer {OLD}") => old += 1,
             k if k == format!("Bearer {NEW}") && request.at >= rotated => new += 1,
-            _ => panic!("unexpected credential on {} (the new key before rotation?)", request.line()),
+            _ => panic!(
+                "unexpected credential on {} (the new key before rotation?)",
+                request.line()
+            ),
         }
     }
-    assert!(old > 0 && new > 0, "both keys were used: {old} old, {new} new");
-    assert_eq!(counting.reads.load(Ordering::SeqCst), 2, "one read of the store for the whole rotation");
+    assert!(
+        old > 0 && new > 0,
+        "both keys were used: {old} old, {new} new"
+    );
+    assert_eq!(
+        counting.reads.load(Ordering::SeqCst),
+        2,
+        "one read of the store for the whole rotation"
+    );
 }
 
 fn scripted(values: &[&'static str]) -> Arc<Scripted> {
-    Arc::new(Scripted { values: Mutex::new(values.iter().copied().collect()), reads: AtomicUsize::new(0) })
+    Arc::new(Scripted {
+        values: Mutex::new(values.iter().copied().collect()),
+        reads: AtomicUsize::new(0),
+    })
 }
 
 #[tokio::test]
@@ -237,26 +303,61 @@ async fn lagging_store_sends_the_old_key_once_then_the_new_one() {
     })
     .await;
     let store = scripted(&[OLD, OLD, OLD, NEW]);
-    let chain = Chain::new(vec![env_link(&fake.url()), link(store.clone(), "scripted-store")]);
+    let chain = Chain::new(vec![
+        env_link(&fake.url()),
+        link(store.clone(), "scripted-store"),
+    ]);
     let started = Instant::now();
-    let version = client(chain, Duration::from_secs(30)).await.server_version().await.unwrap();
+    let version = client(chain, Duration::from_secs(30))
+        .await
+        .server_version()
+        .await
+        .unwrap();
     assert_eq!(version, "3.9.1");
-    let sent: Vec<String> = fake.seen().iter().map(|s| s.header("authorization")).collect();
-    assert_eq!(sent, [format!("Bearer {OLD}"), format!("Bearer {NEW}")], "the old key once, then the new");
-    assert_eq!(store.reads.load(Ordering::SeqCst), 4, "the first read, A twice more, then B");
-    assert!(started.elapsed() >= Duration::from_secs(3), "backed off 1 s and 2 s between reads");
+    let sent: Vec<String> = fake
+        .seen()
+        .iter()
+        .map(|s| s.header("authorization"))
+        .collect();
+    assert_eq!(
+        sent,
+        [format!("Bearer {OLD}"), format!("Bearer {NEW}")],
+        "the old key once, then the new"
+    );
+    assert_eq!(
+        store.reads.load(Ordering::SeqCst),
+        4,
+        "the first read, A twice more, then B"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "backed off 1 s and 2 s between reads"
+    );
 }
 
 #[tokio::test]
 async fn store_that_never_changes_fails_with_exit_4_naming_the_source() {
     let gateway = Gateway::start(&support::prefect_url(), &[(NEW, Role::Rw)]);
     let store = scripted(&[OLD]);
-    let chain = Chain::new(vec![env_link(&gateway.url()), link(store.clone(), "scripted-store")]);
-    let error = client(chain, Duration::from_secs(2)).await.read_flows(1).await.unwrap_err();
+    let chain = Chain::new(vec![
+        env_link(&gateway.url()),
+        link(store.clone(), "scripted-store"),
+    ]);
+    let error = client(chain, Duration::from_secs(2))
+        .await
+        .read_flows(1)
+        .await
+        .unwrap_err();
     assert_eq!(error.exit(), Exit::Unauthorized);
     let text = format!("{} {}", error_chain(&error), error.hint());
-    assert!(text.contains("scripted-store") && text.contains("PREFECT_API_KEY"), "{text}");
+    assert!(
+        text.contains("scripted-store") && text.contains("PREFECT_API_KEY"),
+        "{text}"
+    );
     assert!(text.contains("same value"), "{text}");
-    assert!(store.reads.load(Ordering::SeqCst) >= 3, "re-read while backing off");
+    assert!(
+        store.reads.load(Ordering::SeqCst) >= 3,
+        "re-read while backing off"
+    );
     assert_no_secret(&text, &[OLD, NEW]);
 }

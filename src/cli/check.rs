@@ -17,7 +17,9 @@ use serde::Serialize;
 use super::{print_json, CmdResult, Context};
 use crate::credentials::{CredError, Credentials};
 use crate::exit::{error_chain, Exit, Failure};
-use crate::prefect::{AuthMode, PrefectClient, RequestError, SetupError, API_KEY, API_URL, AUTH_STRING};
+use crate::prefect::{
+    AuthMode, PrefectClient, RequestError, SetupError, API_KEY, API_URL, AUTH_STRING,
+};
 
 /// The flow `--write` upserts; the ETL flow's own name, so the write leaves nothing new behind.
 const WRITE_PROBE_FLOW: &str = "main-etl";
@@ -60,7 +62,12 @@ struct Problem {
 }
 
 impl Problem {
-    fn new(kind: &'static str, exit: Exit, error: &(dyn std::error::Error + 'static), hint: String) -> Self {
+    fn new(
+        kind: &'static str,
+        exit: Exit,
+        error: &(dyn std::error::Error + 'static),
+        hint: String,
+    ) -> Self {
         Problem {
             kind,
             message: error_chain(error),
@@ -123,7 +130,12 @@ pub async fn run(ctx: &Context, args: CheckArgs) -> CmdResult {
     }
 }
 
-async fn diagnose(ctx: &Context, args: &CheckArgs, out: &Out, report: &mut Report) -> Result<(), Problem> {
+async fn diagnose(
+    ctx: &Context,
+    args: &CheckArgs,
+    out: &Out,
+    report: &mut Report,
+) -> Result<(), Problem> {
     let creds = Credentials::from_config(&ctx.config);
     resolve_keys(&creds, out, report).await?;
     let client = super::prefect_client(ctx, creds).await?;
@@ -166,10 +178,17 @@ async fn resolve_keys(creds: &Credentials, out: &Out, report: &mut Report) -> Re
     Ok(())
 }
 
-async fn write_probe(client: &PrefectClient, out: &Out, report: &mut Report) -> Result<(), Problem> {
+async fn write_probe(
+    client: &PrefectClient,
+    out: &Out,
+    report: &mut Report,
+) -> Result<(), Problem> {
     report.write = Some(false);
     let flow = client.create_flow(WRITE_PROBE_FLOW).await?;
-    out.line("write access", format!("yes (POST /flows/ upserted flow {})", flow.name));
+    out.line(
+        "write access",
+        format!("yes (POST /flows/ upserted flow {})", flow.name),
+    );
     report.write = Some(true);
     Ok(())
 }

@@ -69,7 +69,12 @@ impl CredError {
         }
     }
 
-    pub(super) fn stale(key: &str, source_name: &str, max_stale: Duration, error: ResolveError) -> Self {
+    pub(super) fn stale(
+        key: &str,
+        source_name: &str,
+        max_stale: Duration,
+        error: ResolveError,
+    ) -> Self {
         CredError::RefreshKey {
             key: key.to_string(),
             source_name: source_name.to_string(),
@@ -102,9 +107,8 @@ impl CredError {
     pub fn source_name(&self) -> Option<&str> {
         match self {
             CredError::ResolveKey { source, .. } => source.source_name(),
-            CredError::ReplaceRejected { source_name, .. } | CredError::RefreshKey { source_name, .. } => {
-                Some(source_name)
-            }
+            CredError::ReplaceRejected { source_name, .. }
+            | CredError::RefreshKey { source_name, .. } => Some(source_name),
         }
     }
 
@@ -115,7 +119,9 @@ impl CredError {
             Some(kind) => Exit::for_source_error(kind),
         };
         match self {
-            CredError::ResolveKey { source, .. } | CredError::RefreshKey { source, .. } => of(source),
+            CredError::ResolveKey { source, .. } | CredError::RefreshKey { source, .. } => {
+                of(source)
+            }
             CredError::ReplaceRejected { .. } => Exit::Unauthorized,
         }
     }
@@ -130,7 +136,9 @@ impl CredError {
                 let name = self.source_name().unwrap_or("the failing source");
                 format!("check source `{name}` with `credchain doctor`")
             }
-            CredError::ReplaceRejected { key, source_name, .. } => format!(
+            CredError::ReplaceRejected {
+                key, source_name, ..
+            } => format!(
                 "put a valid {key} in source `{source_name}` (or rotate it there), then run the \
                  command again"
             ),

@@ -209,7 +209,9 @@ impl Credentials {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
-        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn link_name(&self, link: usize) -> &str {
@@ -220,9 +222,15 @@ impl Inner {
     }
 
     /// Starts a plain resolution of `key` and records it in `slot` for others to join.
-    fn start_resolve(self: &Arc<Self>, slot: &mut Slot, key: &str) -> Shared<BoxFuture<'static, Outcome>> {
+    fn start_resolve(
+        self: &Arc<Self>,
+        slot: &mut Slot,
+        key: &str,
+    ) -> Shared<BoxFuture<'static, Outcome>> {
         let path = slot.file_path();
-        let future = resolve_flight(self.clone(), key.to_string(), path).boxed().shared();
+        let future = resolve_flight(self.clone(), key.to_string(), path)
+            .boxed()
+            .shared();
         slot.flight = Some(Flight {
             rejected: None,
             future: future.clone(),
@@ -238,7 +246,9 @@ impl Inner {
         rejected: Current,
     ) -> Shared<BoxFuture<'static, Outcome>> {
         let generation = rejected.generation;
-        let future = reject_flight(self.clone(), key.to_string(), rejected).boxed().shared();
+        let future = reject_flight(self.clone(), key.to_string(), rejected)
+            .boxed()
+            .shared();
         slot.flight = Some(Flight {
             rejected: Some(generation),
             future: future.clone(),
@@ -248,7 +258,13 @@ impl Inner {
 
     /// Puts a freshly resolved value in the cache and returns it. The generation changes only
     /// when the value or the link that supplied it changed.
-    fn install(self: &Arc<Self>, slot: &mut Slot, key: &str, found: Found, taken: StampTaken) -> Current {
+    fn install(
+        self: &Arc<Self>,
+        slot: &mut Slot,
+        key: &str,
+        found: Found,
+        taken: StampTaken,
+    ) -> Current {
         let now = Instant::now();
         let generation = match &slot.current {
             Some(old) if old.link == found.link && old.resolved.value == found.resolved.value => {
@@ -268,7 +284,11 @@ impl Inner {
             generation,
         };
         let stamp = match (&current.resolved.lifetime, taken) {
-            (Lifetime::File(path), StampTaken::Before(taken_path, stamp)) if *path == taken_path => stamp,
+            (Lifetime::File(path), StampTaken::Before(taken_path, stamp))
+                if *path == taken_path =>
+            {
+                stamp
+            }
             (Lifetime::File(path), _) => file_stamp(path),
             _ => None,
         };
@@ -281,7 +301,12 @@ impl Inner {
     }
 
     /// Records a failed refresh: the last good value stays in service until its deadline.
-    fn refresh_failed(self: &Arc<Self>, slot: &mut Slot, key: &str, error: ResolveError) -> Outcome {
+    fn refresh_failed(
+        self: &Arc<Self>,
+        slot: &mut Slot,
+        key: &str,
+        error: ResolveError,
+    ) -> Outcome {
         let now = Instant::now();
         let Some(current) = slot.current.clone() else {
             return match error {
@@ -319,7 +344,9 @@ impl Inner {
             let Some(inner) = weak.upgrade() else { return };
             let future = {
                 let mut slots = inner.lock();
-                let Some(slot) = slots.get_mut(&key) else { return };
+                let Some(slot) = slots.get_mut(&key) else {
+                    return;
+                };
                 if slot.refresh_token != token {
                     return;
                 }
@@ -357,7 +384,11 @@ fn stamp_before(path: Option<std::path::PathBuf>) -> StampTaken {
 }
 
 /// Resolves `key` through the chain and settles the outcome in its slot.
-async fn resolve_flight(inner: Arc<Inner>, key: String, path: Option<std::path::PathBuf>) -> Outcome {
+async fn resolve_flight(
+    inner: Arc<Inner>,
+    key: String,
+    path: Option<std::path::PathBuf>,
+) -> Outcome {
     // The stamp is taken before the read, so a change during the read is seen next time.
     let taken = stamp_before(path);
     let result = inner.chain.resolve(&key).await;
@@ -404,7 +435,12 @@ async fn reject_flight(inner: Arc<Inner>, key: String, rejected: Current) -> Out
             return settle_reject(&inner, &key, Err(error));
         }
         let wait = delay.min(remaining);
-        warn!(key, source, ?wait, "the source still returns the rejected value; reading again");
+        warn!(
+            key,
+            source,
+            ?wait,
+            "the source still returns the rejected value; reading again"
+        );
         tokio::time::sleep(wait).await;
         delay *= 2;
     }

@@ -133,7 +133,10 @@ impl Slot {
         let wait = (FIRST_RETRY_AFTER_FAILURE * 2u32.pow(doublings)).min(MAX_RETRY_AFTER_FAILURE);
         failing.retry_at = now + wait;
         let since = failing.since;
-        if matches!(self.current.as_ref().map(|c| &c.resolved.lifetime), Some(Lifetime::File(_))) {
+        if matches!(
+            self.current.as_ref().map(|c| &c.resolved.lifetime),
+            Some(Lifetime::File(_))
+        ) {
             self.serve_until = Some(since + settings.max_stale);
         }
         now + wait

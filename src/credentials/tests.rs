@@ -29,7 +29,14 @@ fn creds(fake: &Arc<Fake>, settings: SourceSettings, bound: u64) -> Credentials 
 }
 
 async fn value(creds: &Credentials) -> String {
-    creds.get(KEY).await.unwrap().unwrap().value().expose().to_string()
+    creds
+        .get(KEY)
+        .await
+        .unwrap()
+        .unwrap()
+        .value()
+        .expose()
+        .to_string()
 }
 
 #[tokio::test(start_paused = true)]
@@ -96,7 +103,10 @@ async fn lease_is_refreshed_in_the_background_at_two_thirds() {
     let lease = Lifetime::Remote {
         expires_in: Some(Duration::from_secs(90)),
     };
-    let fake = Fake::new(lease, &[Step::Value("pnu_FAKE_A"), Step::Value("pnu_FAKE_B")]);
+    let fake = Fake::new(
+        lease,
+        &[Step::Value("pnu_FAKE_A"), Step::Value("pnu_FAKE_B")],
+    );
     let c = creds(&fake, settings(3600, 600), 30);
     assert_eq!(value(&c).await, "pnu_FAKE_A");
     sleep(Duration::from_secs(59)).await;
@@ -110,7 +120,10 @@ async fn lease_is_refreshed_in_the_background_at_two_thirds() {
 #[tokio::test(start_paused = true)]
 async fn remote_value_is_reread_every_refresh_interval() {
     let remote = Lifetime::Remote { expires_in: None };
-    let fake = Fake::new(remote, &[Step::Value("pnu_FAKE_A"), Step::Value("pnu_FAKE_B")]);
+    let fake = Fake::new(
+        remote,
+        &[Step::Value("pnu_FAKE_A"), Step::Value("pnu_FAKE_B")],
+    );
     let c = creds(&fake, settings(300, 900), 30);
     assert_eq!(value(&c).await, "pnu_FAKE_A");
     sleep(Duration::from_secs(299)).await;
@@ -123,7 +136,10 @@ async fn remote_value_is_reread_every_refresh_interval() {
 #[tokio::test(start_paused = true)]
 async fn failed_refresh_serves_the_last_good_value_until_max_stale() {
     let remote = Lifetime::Remote { expires_in: None };
-    let steps = [Step::Value("pnu_FAKE_A"), Step::Fail(ErrorKind::Unavailable)];
+    let steps = [
+        Step::Value("pnu_FAKE_A"),
+        Step::Fail(ErrorKind::Unavailable),
+    ];
     let fake = Fake::new(remote, &steps);
     let c = creds(&fake, settings(60, 120), 30);
     assert_eq!(value(&c).await, "pnu_FAKE_A");
@@ -183,7 +199,10 @@ async fn rejection_is_single_flight() {
 #[tokio::test(start_paused = true)]
 async fn lagging_store_is_reread_with_backoff() {
     let a = Step::Value("pnu_FAKE_A");
-    let fake = Fake::new(Lifetime::Remote { expires_in: None }, &[a, a, a, Step::Value("pnu_FAKE_B")]);
+    let fake = Fake::new(
+        Lifetime::Remote { expires_in: None },
+        &[a, a, a, Step::Value("pnu_FAKE_B")],
+    );
     let c = creds(&fake, settings(3600, 900), 30);
     let old = c.get(KEY).await.unwrap().unwrap();
     let started = Instant::now();
@@ -191,22 +210,34 @@ async fn lagging_store_is_reread_with_backoff() {
     assert_eq!(new.value().expose(), "pnu_FAKE_B");
     assert_eq!(fake.reads(), 4, "A twice more, then B");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_secs(3), "backed off 1 s then 2 s: {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(3),
+        "backed off 1 s then 2 s: {waited:?}"
+    );
     assert!(waited < Duration::from_secs(4), "{waited:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn store_that_never_changes_fails_after_the_bound() {
-    let fake = Fake::new(Lifetime::Remote { expires_in: None }, &[Step::Value("pnu_FAKE_A")]);
+    let fake = Fake::new(
+        Lifetime::Remote { expires_in: None },
+        &[Step::Value("pnu_FAKE_A")],
+    );
     let c = creds(&fake, settings(3600, 900), 10);
     let old = c.get(KEY).await.unwrap().unwrap();
     let started = Instant::now();
     let error = c.rejected(KEY, &old).await.unwrap_err();
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_secs(10) && waited < Duration::from_secs(11), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        "{waited:?}"
+    );
     // 1 + 2 + 4 + 3 s of waiting: five reads after the first.
     assert_eq!(fake.reads(), 6);
-    assert!(matches!(error, CredError::ReplaceRejected { .. }), "{error:?}");
+    assert!(
+        matches!(error, CredError::ReplaceRejected { .. }),
+        "{error:?}"
+    );
     assert_eq!(error.exit(), Exit::Unauthorized);
     assert_eq!(error.source_name(), Some("fake"));
     let text = error.to_string();

@@ -76,7 +76,8 @@ impl AuthMode {
         let text = match self {
             AuthMode::Bearer => Zeroizing::new(format!("Bearer {}", current.value().expose())),
             AuthMode::Basic => {
-                let encoded = base64::engine::general_purpose::STANDARD.encode(current.value().expose());
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(current.value().expose());
                 Zeroizing::new(format!("Basic {encoded}"))
             }
             AuthMode::None => return None,

@@ -21,7 +21,9 @@ use super::auth::AuthMode;
 use super::csrf::{self, Csrf};
 use super::error::{RejectedCredential, RequestError, SetupError, Unreachable};
 use super::retry::{is_retryable, RetryPolicy};
-use super::transport::{Incoming, Outgoing, ReqwestTransport, Transport, TransportError, TransportSettings};
+use super::transport::{
+    Incoming, Outgoing, ReqwestTransport, Transport, TransportError, TransportSettings,
+};
 use super::url::ApiUrl;
 use super::Flow;
 
@@ -105,7 +107,10 @@ impl ClientBuilder {
             .creds
             .get(API_URL)
             .await
-            .map_err(|source| SetupError::ResolveKey { key: API_URL, source })?
+            .map_err(|source| SetupError::ResolveKey {
+                key: API_URL,
+                source,
+            })?
             .ok_or(SetupError::FindApiUrl)?;
         let api = ApiUrl::parse(url.value().expose()).map_err(SetupError::ParseApiUrl)?;
         let auth = AuthMode::choose(&self.creds, &api).await?;
@@ -196,7 +201,11 @@ impl ApiResponse {
 
     /// The body as `T`; an empty body reads as JSON `null` (so `()` and `Option` accept it).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, RequestError> {
-        let body: &[u8] = if self.body.is_empty() { b"null" } else { &self.body };
+        let body: &[u8] = if self.body.is_empty() {
+            b"null"
+        } else {
+            &self.body
+        };
         serde_json::from_slice(body).map_err(|source| RequestError::DecodeBody {
             server: self.server.clone(),
             method: self.method.to_string(),
@@ -265,24 +274,43 @@ impl PrefectClient {
 
     /// `GET path`, expecting 2xx and JSON.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, RequestError> {
-        self.send(Method::GET, path, None).await?.error_for_status()?.json()
+        self.send(Method::GET, path, None)
+            .await?
+            .error_for_status()?
+            .json()
     }
 
     /// `POST path` with a JSON body, expecting 2xx and JSON.
-    pub async fn post_json<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, RequestError> {
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, RequestError> {
         let body = self.to_json(&Method::POST, path, body)?;
-        self.send(Method::POST, path, Some(&body)).await?.error_for_status()?.json()
+        self.send(Method::POST, path, Some(&body))
+            .await?
+            .error_for_status()?
+            .json()
     }
 
     /// `PATCH path` with a JSON body, expecting 2xx; an empty answer reads as `null`.
-    pub async fn patch_json<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, RequestError> {
+    pub async fn patch_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, RequestError> {
         let body = self.to_json(&Method::PATCH, path, body)?;
-        self.send(Method::PATCH, path, Some(&body)).await?.error_for_status()?.json()
+        self.send(Method::PATCH, path, Some(&body))
+            .await?
+            .error_for_status()?
+            .json()
     }
 
     /// `DELETE path`, expecting 2xx.
     pub async fn delete(&self, path: &str) -> Result<(), RequestError> {
-        self.send(Method::DELETE, path, None).await?.error_for_status()?;
+        self.send(Method::DELETE, path, None)
+            .await?
+            .error_for_status()?;
         Ok(())
     }
 
@@ -292,7 +320,11 @@ impl PrefectClient {
         let answer = self.send(Method::GET, "/health", None).await?;
         let html = super::detail::is_html(&answer.headers, &answer.body);
         if answer.status == StatusCode::NOT_FOUND || (answer.status.is_success() && html) {
-            let what = if html { "an HTML page".to_string() } else { "404 Not Found".to_string() };
+            let what = if html {
+                "an HTML page".to_string()
+            } else {
+                "404 Not Found".to_string()
+            };
             return Err(RequestError::CheckApi {
                 server: self.server(),
                 answer: what,
@@ -315,7 +347,8 @@ impl PrefectClient {
 
     /// `POST /flows/filter`: up to `limit` flows (Prefect allows at most 200).
     pub async fn read_flows(&self, limit: u32) -> Result<Vec<Flow>, RequestError> {
-        self.post_json("/flows/filter", &serde_json::json!({ "limit": limit })).await
+        self.post_json("/flows/filter", &serde_json::json!({ "limit": limit }))
+            .await
     }
 
     /// `POST /flows/count`: how many flows the credential can see.
@@ -325,14 +358,20 @@ impl PrefectClient {
 
     /// `POST /flows/`: creates the flow, or returns the existing one of that name.
     pub async fn create_flow(&self, name: &str) -> Result<Flow, RequestError> {
-        self.post_json("/flows/", &serde_json::json!({ "name": name })).await
+        self.post_json("/flows/", &serde_json::json!({ "name": name }))
+            .await
     }
 
     fn server(&self) -> String {
         self.inner.api.to_string()
     }
 
-    fn to_json(&self, method: &Method, path: &str, body: &impl Serialize) -> Result<serde_json::Value, RequestError> {
+    fn to_json(
+        &self,
+        method: &Method,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<serde_json::Value, RequestError> {
         serde_json::to_value(body).map_err(|source| RequestError::DecodeBody {
             server: self.server(),
             method: method.to_string(),
@@ -355,8 +394,18 @@ impl PrefectClient {
         let mut csrf_resent = false;
         loop {
             let credential = self.credential().await?;
-            let csrf_headers = if csrf { self.csrf_headers().await? } else { Vec::new() };
-            let request = self.outgoing(method, path, body.clone(), credential.as_ref(), csrf_headers);
+            let csrf_headers = if csrf {
+                self.csrf_headers().await?
+            } else {
+                Vec::new()
+            };
+            let request = self.outgoing(
+                method,
+                path,
+                body.clone(),
+                credential.as_ref(),
+                csrf_headers,
+            );
             sends += 1;
             let result = inner.transport.send(request).await;
             let reply = match result {
@@ -374,10 +423,15 @@ impl PrefectClient {
             debug!(%method, path, status = reply.status.as_u16(), attempt = sends, "prefect request");
             inner.answered.store(true, Ordering::Relaxed);
             if reply.status == StatusCode::UNAUTHORIZED {
-                self.rotate(method, path, credential, &reply, &mut rotations).await?;
+                self.rotate(method, path, credential, &reply, &mut rotations)
+                    .await?;
                 continue;
             }
-            if csrf && !csrf_resent && csrf::is_token_refusal(&reply) && inner.csrf.invalidate().await {
+            if csrf
+                && !csrf_resent
+                && csrf::is_token_refusal(&reply)
+                && inner.csrf.invalidate().await
+            {
                 debug!(%method, path, "CSRF token refused; fetching a new one");
                 csrf_resent = true;
                 continue;
@@ -403,18 +457,18 @@ impl PrefectClient {
             Ok(None) => Err(RequestError::ResolveKey {
                 server: self.server(),
                 key,
-                source: CredError::ResolveKey {
+                source: Box::new(CredError::ResolveKey {
                     key: key.to_string(),
                     source: Arc::new(crate::chain::ResolveError::NotFound {
                         key: key.to_string(),
                         tried: Vec::new(),
                     }),
-                },
+                }),
             }),
             Err(source) => Err(RequestError::ResolveKey {
                 server: self.server(),
                 key,
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -432,7 +486,7 @@ impl PrefectClient {
             server: self.server(),
             method: method.to_string(),
             path: strip_query(path).to_string(),
-            credential,
+            credential: credential.map(Box::new),
             detail: super::detail::error_detail(&reply.body),
         };
         let (Some(sent), Some(key)) = (sent, self.inner.auth.key()) else {
@@ -452,32 +506,57 @@ impl PrefectClient {
                 info!(key, from = %new.provenance(), "credential rejected (401); sending the new value");
                 Ok(())
             }
-            Ok(_) | Err(CredError::ReplaceRejected { .. }) => Err(unauthorized(Some(rejected(*rotations > 0)))),
+            Ok(_) | Err(CredError::ReplaceRejected { .. }) => {
+                Err(unauthorized(Some(rejected(*rotations > 0))))
+            }
             Err(source) => Err(RequestError::ResolveKey {
                 server: self.server(),
                 key,
-                source,
+                source: Box::new(source),
             }),
         }
     }
 
-    async fn csrf_headers(&self) -> Result<Vec<(reqwest::header::HeaderName, HeaderValue)>, RequestError> {
+    async fn csrf_headers(
+        &self,
+    ) -> Result<Vec<(reqwest::header::HeaderName, HeaderValue)>, RequestError> {
         self.inner
             .csrf
             .headers(|| async {
                 let path = self.inner.csrf.token_path();
-                let (reply, attempts) = Box::pin(self.exchange(&Method::GET, &path, None, false)).await?;
-                csrf::read_answer(reply).map_err(|reply| self.status_error(&Method::GET, "/csrf-token", reply, attempts))
+                let (reply, attempts) =
+                    Box::pin(self.exchange(&Method::GET, &path, None, false)).await?;
+                csrf::read_answer(reply).map_err(|reply| {
+                    self.status_error(&Method::GET, "/csrf-token", *reply, attempts)
+                })
             })
             .await
     }
 
-    fn status_error(&self, method: &Method, path: &str, reply: Incoming, attempts: u32) -> RequestError {
+    fn status_error(
+        &self,
+        method: &Method,
+        path: &str,
+        reply: Incoming,
+        attempts: u32,
+    ) -> RequestError {
         let detail = super::detail::error_detail(&reply.body);
         let (server, method, path) = (self.server(), method.to_string(), path.to_string());
         match reply.status.as_u16() {
-            403 => RequestError::Forbidden { server, method, path, detail },
-            status => RequestError::Status { server, method, path, status, detail, attempts },
+            403 => RequestError::Forbidden {
+                server,
+                method,
+                path,
+                detail,
+            },
+            status => RequestError::Status {
+                server,
+                method,
+                path,
+                status,
+                detail,
+                attempts,
+            },
         }
     }
 
@@ -511,7 +590,8 @@ impl PrefectClient {
     }
 
     fn may_retry_transport(&self, error: &TransportError) -> bool {
-        error.is_transient() && (!error.before_connecting() || self.inner.answered.load(Ordering::Relaxed))
+        error.is_transient()
+            && (!error.before_connecting() || self.inner.answered.load(Ordering::Relaxed))
     }
 
     fn unreachable(&self, error: TransportError, attempts: u32) -> RequestError {
@@ -544,7 +624,10 @@ impl PrefectClient {
 }
 
 fn is_mutating(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
 }
 
 fn strip_query(path: &str) -> &str {

@@ -70,7 +70,10 @@ impl Csrf {
 
     /// The two headers for a mutating request, fetching a token first when there is none.
     /// Concurrent callers wait for one fetch.
-    pub(crate) async fn headers<F, Fut>(&self, fetch: F) -> Result<Vec<(HeaderName, HeaderValue)>, RequestError>
+    pub(crate) async fn headers<F, Fut>(
+        &self,
+        fetch: F,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, RequestError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<TokenAnswer, RequestError>>,
@@ -78,7 +81,9 @@ impl Csrf {
         let mut state = self.state.lock().await;
         let usable = match &*state {
             State::Off => return Ok(Vec::new()),
-            State::Token { expires, .. } => expires.is_none_or(|at| Utc::now() + EXPIRY_MARGIN < at),
+            State::Token { expires, .. } => {
+                expires.is_none_or(|at| Utc::now() + EXPIRY_MARGIN < at)
+            }
             State::Unknown => false,
         };
         if !usable {
@@ -122,7 +127,7 @@ impl Csrf {
 
 /// Reads the answer to `GET /csrf-token`; an answer that is neither a token nor "CSRF is off"
 /// is handed back for the caller to report.
-pub(crate) fn read_answer(answer: Incoming) -> Result<TokenAnswer, Incoming> {
+pub(crate) fn read_answer(answer: Incoming) -> Result<TokenAnswer, Box<Incoming>> {
     #[derive(serde::Deserialize)]
     struct Issued {
         token: String,
@@ -131,14 +136,17 @@ pub(crate) fn read_answer(answer: Incoming) -> Result<TokenAnswer, Incoming> {
     }
     match answer.status.as_u16() {
         200 => match serde_json::from_slice::<Issued>(&answer.body) {
-            Ok(issued) => Ok(TokenAnswer::Token(Secret::new(issued.token), issued.expiration)),
-            Err(_) => Err(answer),
+            Ok(issued) => Ok(TokenAnswer::Token(
+                Secret::new(issued.token),
+                issued.expiration,
+            )),
+            Err(_) => Err(Box::new(answer)),
         },
         404 => Ok(TokenAnswer::Off),
         422 if String::from_utf8_lossy(&answer.body).contains("CSRF protection is disabled") => {
             Ok(TokenAnswer::Off)
         }
-        _ => Err(answer),
+        _ => Err(Box::new(answer)),
     }
 }
 

@@ -22,7 +22,12 @@ pub(crate) fn error_detail(body: &[u8]) -> String {
     if looks_like_html(&text) {
         return "an HTML page".to_string();
     }
-    shorten(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(""))
+    shorten(
+        text.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or(""),
+    )
 }
 
 fn json_detail(value: &Value) -> Option<String> {
@@ -56,7 +61,11 @@ fn validation_error(error: &Value) -> Option<String> {
         .and_then(Value::as_array)
         .map(|parts| parts.iter().map(as_text).collect::<Vec<_>>().join("."))
         .unwrap_or_default();
-    Some(if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") })
+    Some(if loc.is_empty() {
+        msg.to_string()
+    } else {
+        format!("{loc}: {msg}")
+    })
 }
 
 fn as_text(value: &Value) -> String {
@@ -75,7 +84,12 @@ fn shorten(text: &str) -> String {
 }
 
 fn looks_like_html(text: &str) -> bool {
-    let start: String = text.trim_start().chars().take(15).collect::<String>().to_ascii_lowercase();
+    let start: String = text
+        .trim_start()
+        .chars()
+        .take(15)
+        .collect::<String>()
+        .to_ascii_lowercase();
     start.starts_with("<!doctype html") || start.starts_with("<html")
 }
 
@@ -94,12 +108,24 @@ mod tests {
 
     #[test]
     fn both_envelopes_are_read() {
-        assert_eq!(error_detail(br#"{"detail":"Flow not found"}"#), "Flow not found");
-        assert_eq!(error_detail(br#"{"exception_message":"Unauthorized"}"#), "Unauthorized");
+        assert_eq!(
+            error_detail(br#"{"detail":"Flow not found"}"#),
+            "Flow not found"
+        );
+        assert_eq!(
+            error_detail(br#"{"exception_message":"Unauthorized"}"#),
+            "Unauthorized"
+        );
         let validation = br#"{"exception_message":"Invalid request received.",
             "exception_detail":[{"type":"x","loc":["body","name"],"msg":"bad name"}]}"#;
-        assert_eq!(error_detail(validation), "Invalid request received. (body.name: bad name)");
-        assert_eq!(error_detail(br#"{"detail":[{"msg":"m"}]}"#), r#"[{"msg":"m"}]"#);
+        assert_eq!(
+            error_detail(validation),
+            "Invalid request received. (body.name: bad name)"
+        );
+        assert_eq!(
+            error_detail(br#"{"detail":[{"msg":"m"}]}"#),
+            r#"[{"msg":"m"}]"#
+        );
     }
 
     #[test]

@@ -203,7 +203,7 @@ pub struct RejectedCredential {
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// The server answered 401, after the credential was re-resolved.
-    #[error("{server} rejected {} (401 on {method} {path}){}", credential_text(credential.as_ref()), detail_text(detail))]
+    #[error("{server} rejected {} (401 on {method} {path}){}", credential_text(credential.as_deref()), detail_text(detail))]
     Unauthorized {
         /// The API URL.
         server: String,
@@ -212,12 +212,15 @@ pub enum RequestError {
         /// The request path.
         path: String,
         /// What was sent, if anything.
-        credential: Option<RejectedCredential>,
+        credential: Option<Box<RejectedCredential>>,
         /// The server's error text.
         detail: String,
     },
     /// The server answered 403: the credential is valid but not allowed to do this.
-    #[error("{server} denied {method} {path} (403, permission denied){}", detail_text(detail))]
+    #[error(
+        "{server} denied {method} {path} (403, permission denied){}",
+        detail_text(detail)
+    )]
     Forbidden {
         /// The API URL.
         server: String,
@@ -284,7 +287,7 @@ pub enum RequestError {
         key: &'static str,
         /// What the cache said.
         #[source]
-        source: CredError,
+        source: Box<CredError>,
     },
 }
 
@@ -295,7 +298,10 @@ fn credential_text(credential: Option<&RejectedCredential>) -> String {
             "{} from {}, also after re-resolving it gave a new value",
             c.key, c.from
         ),
-        Some(c) => format!("{} from {}; re-resolving it gave the same value", c.key, c.from),
+        Some(c) => format!(
+            "{} from {}; re-resolving it gave the same value",
+            c.key, c.from
+        ),
     }
 }
 
@@ -370,9 +376,9 @@ impl RequestError {
                 this call: use a key with write access (role rw on a gateway), or ask for it"
                 .to_string(),
             RequestError::Unreachable { problem, .. } => problem.hint(),
-            RequestError::CheckApi { server, .. } => format!(
-                "the URL probably lacks the API path: try PREFECT_API_URL={server}/api"
-            ),
+            RequestError::CheckApi { server, .. } => {
+                format!("the URL probably lacks the API path: try PREFECT_API_URL={server}/api")
+            }
             RequestError::Status { status, .. } if *status >= 500 => {
                 "the server failed; look at its logs and try again".to_string()
             }

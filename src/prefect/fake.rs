@@ -67,7 +67,13 @@ impl FakeServer {
     pub(crate) fn lines(&self) -> Vec<String> {
         self.seen()
             .iter()
-            .map(|s| format!("{} {}", s.method, s.path.split('?').next().unwrap_or_default()))
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s.method,
+                    s.path.split('?').next().unwrap_or_default()
+                )
+            })
             .collect()
     }
 }
@@ -111,8 +117,10 @@ pub(crate) fn with_header(
     value: &'static str,
 ) -> Result<Incoming, TransportError> {
     answer.map(|mut a| {
-        a.headers
-            .insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        a.headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
         a
     })
 }

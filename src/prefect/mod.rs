@@ -30,7 +30,9 @@ pub(crate) mod fake;
 mod tests;
 
 pub use auth::{AuthMode, API_KEY, AUTH_STRING};
-pub use client::{ApiResponse, ClientBuilder, PrefectClient, API_URL, API_VERSION, CLIENT_USER_AGENT};
+pub use client::{
+    ApiResponse, ClientBuilder, PrefectClient, API_URL, API_VERSION, CLIENT_USER_AGENT,
+};
 pub use error::{RejectedCredential, RequestError, SetupError, Unreachable};
 pub use retry::DEFAULT_MAX_RETRIES;
 pub use transport::{CA_FILE_VAR, GENERIC_CA_FILE_VAR, INSECURE_VAR};

@@ -64,7 +64,9 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if !secs.is_finite() || secs < 0.0 {
         return None;
     }
-    Some(Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
+    Some(Duration::from_secs_f64(
+        secs.min(MAX_RETRY_AFTER.as_secs_f64()),
+    ))
 }
 
 #[cfg(test)]
@@ -80,7 +82,10 @@ mod tests {
 
     #[test]
     fn retry_after_takes_fractional_seconds() {
-        assert_eq!(retry_after(&headers("1.5")), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after(&headers("1.5")),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(retry_after(&headers(" 2 ")), Some(Duration::from_secs(2)));
         assert_eq!(retry_after(&headers("Wed, 21 Oct 2015 07:28:00 GMT")), None);
         assert_eq!(retry_after(&headers("-1")), None);
@@ -91,7 +96,10 @@ mod tests {
         let policy = RetryPolicy::new(5);
         for _ in 0..100 {
             let d = policy.delay(1, Some(&headers("1.5")));
-            assert!(d >= Duration::from_millis(1500) && d <= Duration::from_millis(1800), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(1500) && d <= Duration::from_millis(1800),
+                "{d:?}"
+            );
         }
     }
 
@@ -100,7 +108,10 @@ mod tests {
         let policy = RetryPolicy::new(5);
         for (retry, base) in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 30.0), (40, 30.0)] {
             let d = policy.delay(retry, None).as_secs_f64();
-            assert!(d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9, "retry {retry}: {d}");
+            assert!(
+                d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
+                "retry {retry}: {d}"
+            );
         }
     }
 

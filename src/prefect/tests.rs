@@ -66,7 +66,9 @@ fn plain(seen: &Seen) -> Result<transport::Incoming, TransportError> {
     }
 }
 
-fn accepts_only(key: &'static str) -> impl Fn(&Seen) -> Result<transport::Incoming, TransportError> {
+fn accepts_only(
+    key: &'static str,
+) -> impl Fn(&Seen) -> Result<transport::Incoming, TransportError> {
     move |seen| {
         if seen.header("authorization") == format!("Bearer {key}") {
             plain(seen)
@@ -79,11 +81,18 @@ fn accepts_only(key: &'static str) -> impl Fn(&Seen) -> Result<transport::Incomi
 #[tokio::test(start_paused = true)]
 async fn every_request_carries_version_agent_and_bearer_key() {
     let server = FakeServer::new(plain);
-    let c = client(env_creds(&[("PREFECT_API_URL", URL), (API_KEY, KEY_A)]), &server).await;
+    let c = client(
+        env_creds(&[("PREFECT_API_URL", URL), (API_KEY, KEY_A)]),
+        &server,
+    )
+    .await;
     assert_eq!(c.auth_mode(), AuthMode::Bearer);
     let flows = c.read_flows(1).await.unwrap();
     assert_eq!(flows[0].name, "main-etl");
-    assert_eq!(server.lines(), ["GET /api/csrf-token", "POST /api/flows/filter"]);
+    assert_eq!(
+        server.lines(),
+        ["GET /api/csrf-token", "POST /api/flows/filter"]
+    );
     for seen in server.seen() {
         assert_eq!(seen.header("x-prefect-api-version"), "0.8.4");
         assert!(seen.header("user-agent").starts_with("credchain/"));
@@ -103,7 +112,10 @@ async fn auth_string_is_sent_as_basic_and_nothing_as_nothing() {
     let c = client(env_creds(&pairs), &server).await;
     assert_eq!(c.auth_mode(), AuthMode::Basic);
     c.server_version().await.unwrap();
-    assert_eq!(server.seen()[0].header("authorization"), "Basic YWRtaW46RkFLRXBhc3M=");
+    assert_eq!(
+        server.seen()[0].header("authorization"),
+        "Basic YWRtaW46RkFLRXBhc3M="
+    );
 
     let server = FakeServer::new(plain);
     let c = client(env_creds(&[("PREFECT_API_URL", URL)]), &server).await;
@@ -126,7 +138,12 @@ async fn api_and_api_slash_send_the_same_paths() {
     assert_eq!(lines[0], lines[1]);
     assert_eq!(
         lines[0],
-        ["GET /api/health", "GET /api/csrf-token", "POST /api/flows/filter", "POST /api/flows/"]
+        [
+            "GET /api/health",
+            "GET /api/csrf-token",
+            "POST /api/flows/filter",
+            "POST /api/flows/"
+        ]
     );
 }
 
@@ -142,20 +159,30 @@ async fn setup_error(pairs: &[(&str, &str)]) -> (SetupError, Arc<FakeServer>) {
 
 #[tokio::test]
 async fn both_key_and_auth_string_fail_before_any_request() {
-    let pairs = [("PREFECT_API_URL", URL), (API_KEY, KEY_A), (AUTH_STRING, "admin:FAKEpass")];
+    let pairs = [
+        ("PREFECT_API_URL", URL),
+        (API_KEY, KEY_A),
+        (AUTH_STRING, "admin:FAKEpass"),
+    ];
     let (error, server) = setup_error(&pairs).await;
     assert!(matches!(error, SetupError::ChooseAuth { .. }), "{error:?}");
     assert_eq!(error.exit(), Exit::Usage);
     assert!(server.seen().is_empty());
     let text = format!("{} {}", error_chain(&error), error.hint());
-    assert!(!text.contains(KEY_A) && !text.contains("FAKEpass"), "{text}");
+    assert!(
+        !text.contains(KEY_A) && !text.contains("FAKEpass"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn cloud_url_without_key_fails_before_any_request() {
     let cloud = "https://api.prefect.cloud/api/accounts/a/workspaces/w";
     let (error, server) = setup_error(&[("PREFECT_API_URL", cloud)]).await;
-    assert!(matches!(error, SetupError::RequireCloudKey { .. }), "{error:?}");
+    assert!(
+        matches!(error, SetupError::RequireCloudKey { .. }),
+        "{error:?}"
+    );
     assert_eq!(error.exit(), Exit::Usage);
     assert!(server.seen().is_empty());
 }
@@ -163,9 +190,16 @@ async fn cloud_url_without_key_fails_before_any_request() {
 #[tokio::test]
 async fn url_without_api_path_fails_before_any_request() {
     let (error, server) = setup_error(&[("PREFECT_API_URL", "http://127.0.0.1:4200")]).await;
-    assert!(matches!(error, SetupError::ParseApiUrl(UrlError::CheckApiPath { .. })));
+    assert!(matches!(
+        error,
+        SetupError::ParseApiUrl(UrlError::CheckApiPath { .. })
+    ));
     assert_eq!(error.exit(), Exit::Usage);
-    assert!(error.hint().contains("http://127.0.0.1:4200/api"), "{}", error.hint());
+    assert!(
+        error.hint().contains("http://127.0.0.1:4200/api"),
+        "{}",
+        error.hint()
+    );
     assert!(server.seen().is_empty());
 }
 
@@ -183,17 +217,23 @@ fn csrf_server(invalid_first: bool) -> Arc<FakeServer> {
     FakeServer::new(move |seen| {
         if seen.path.starts_with("/api/csrf-token?client=") {
             let n = issued.fetch_add(1, Ordering::SeqCst);
-            let body = format!(r#"{{"token":"tok{n}","client":"c","expiration":"2999-01-01T00:00:00Z"}}"#);
+            let body =
+                format!(r#"{{"token":"tok{n}","client":"c","expiration":"2999-01-01T00:00:00Z"}}"#);
             return reply(200, &body);
         }
         if seen.method != reqwest::Method::GET {
-            if seen.header("prefect-csrf-token").is_empty() || seen.header("prefect-csrf-client").is_empty() {
+            if seen.header("prefect-csrf-token").is_empty()
+                || seen.header("prefect-csrf-client").is_empty()
+            {
                 return reply(403, r#"{"detail":"Missing CSRF token."}"#);
             }
             let mut done = refused.lock().unwrap();
             if !*done {
                 *done = true;
-                return reply(403, r#"{"detail":"Invalid CSRF token or client identifier."}"#);
+                return reply(
+                    403,
+                    r#"{"detail":"Invalid CSRF token or client identifier."}"#,
+                );
             }
         }
         plain(seen)
@@ -210,7 +250,12 @@ async fn csrf_token_is_fetched_once_and_sent_on_writes_only() {
     let seen = server.seen();
     assert_eq!(
         server.lines(),
-        ["GET /api/csrf-token", "POST /api/flows/", "POST /api/flows/filter", "GET /api/admin/version"]
+        [
+            "GET /api/csrf-token",
+            "POST /api/flows/",
+            "POST /api/flows/filter",
+            "GET /api/admin/version"
+        ]
     );
     let client_id = seen[0].path.split("client=").nth(1).unwrap().to_string();
     for post in &seen[1..3] {
@@ -227,7 +272,12 @@ async fn invalid_csrf_token_is_fetched_again_and_the_request_resent_once() {
     c.create_flow("main-etl").await.unwrap();
     assert_eq!(
         server.lines(),
-        ["GET /api/csrf-token", "POST /api/flows/", "GET /api/csrf-token", "POST /api/flows/"]
+        [
+            "GET /api/csrf-token",
+            "POST /api/flows/",
+            "GET /api/csrf-token",
+            "POST /api/flows/"
+        ]
     );
     assert_eq!(server.seen()[3].header("prefect-csrf-token"), "tok1");
 }
@@ -238,11 +288,22 @@ async fn csrf_off_is_remembered_and_cloud_never_asks() {
     let c = client(env_creds(&[("PREFECT_API_URL", URL)]), &server).await;
     c.create_flow("a").await.unwrap();
     c.create_flow("b").await.unwrap();
-    assert_eq!(server.lines(), ["GET /api/csrf-token", "POST /api/flows/", "POST /api/flows/"]);
+    assert_eq!(
+        server.lines(),
+        [
+            "GET /api/csrf-token",
+            "POST /api/flows/",
+            "POST /api/flows/"
+        ]
+    );
 
     let cloud = "https://api.prefect.cloud/api/accounts/a/workspaces/w";
     let server = FakeServer::new(|_: &Seen| reply(200, r#"{"id":"1","name":"a"}"#));
-    let c = client(env_creds(&[("PREFECT_API_URL", cloud), (API_KEY, KEY_A)]), &server).await;
+    let c = client(
+        env_creds(&[("PREFECT_API_URL", cloud), (API_KEY, KEY_A)]),
+        &server,
+    )
+    .await;
     c.create_flow("a").await.unwrap();
     assert_eq!(server.lines(), ["POST /api/accounts/a/workspaces/w/flows/"]);
 }
@@ -252,7 +313,11 @@ async fn fractional_retry_after_is_honoured() {
     let calls = Arc::new(AtomicUsize::new(0));
     let server = FakeServer::new(move |seen| {
         if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-            return with_header(reply(429, r#"{"detail":"slow down"}"#), "retry-after", "1.5");
+            return with_header(
+                reply(429, r#"{"detail":"slow down"}"#),
+                "retry-after",
+                "1.5",
+            );
         }
         plain(seen)
     });
@@ -267,15 +332,29 @@ async fn fractional_retry_after_is_honoured() {
 
 #[tokio::test(start_paused = true)]
 async fn persistent_503_fails_after_the_retries_with_the_server_text() {
-    let server = FakeServer::new(|_: &Seen| reply(503, r#"{"exception_message":"Service Unavailable"}"#));
+    let server =
+        FakeServer::new(|_: &Seen| reply(503, r#"{"exception_message":"Service Unavailable"}"#));
     let c = client(env_creds(&[("PREFECT_API_URL", URL)]), &server).await;
     let started = Instant::now();
     let error = c.server_version().await.unwrap_err();
     assert_eq!(server.seen().len(), 1 + DEFAULT_MAX_RETRIES as usize);
-    assert!(matches!(error, RequestError::Status { status: 503, attempts: 6, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            RequestError::Status {
+                status: 503,
+                attempts: 6,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_eq!(error.exit(), Exit::WorkFailed);
     let text = error.to_string();
-    assert!(text.contains("Service Unavailable") && text.contains(URL), "{text}");
+    assert!(
+        text.contains("Service Unavailable") && text.contains(URL),
+        "{text}"
+    );
     // 1 + 2 + 4 + 8 + 16 s, each ±20 %.
     let waited = started.elapsed().as_secs_f64();
     assert!((24.8..=37.2).contains(&waited), "{waited}");
@@ -310,14 +389,19 @@ async fn tls_failures_are_never_retried() {
     let calls = Arc::new(AtomicUsize::new(0));
     let server = FakeServer::new(move |seen| match calls.fetch_add(1, Ordering::SeqCst) {
         0 => plain(seen),
-        _ => Err(TransportError::Tls("the certificate is signed by an unknown authority".into())),
+        _ => Err(TransportError::Tls(
+            "the certificate is signed by an unknown authority".into(),
+        )),
     });
     let c = client(env_creds(&[("PREFECT_API_URL", URL)]), &server).await;
     c.health().await.unwrap();
     let error = c.health().await.unwrap_err();
     assert_eq!(server.seen().len(), 2);
     assert_eq!(error.kind(), "tls");
-    assert!(error.to_string().contains("prefect.test") && error.to_string().contains("unknown authority"));
+    assert!(
+        error.to_string().contains("prefect.test")
+            && error.to_string().contains("unknown authority")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -335,8 +419,14 @@ async fn concurrent_401s_cost_one_read_of_the_store() {
         assert_eq!(task.await.unwrap().unwrap(), "3.9.1");
     }
     assert_eq!(fake.reads(), 2, "the first read and one after the rotation");
-    let sent: Vec<String> = server.seen().iter().map(|s| s.header("authorization")).collect();
-    assert!(sent.iter().all(|h| *h == format!("Bearer {KEY_A}") || *h == format!("Bearer {KEY_B}")));
+    let sent: Vec<String> = server
+        .seen()
+        .iter()
+        .map(|s| s.header("authorization"))
+        .collect();
+    assert!(sent
+        .iter()
+        .all(|h| *h == format!("Bearer {KEY_A}") || *h == format!("Bearer {KEY_B}")));
     assert_eq!(sent.iter().filter(|h| h.ends_with(KEY_B)).count(), 50);
 }
 
@@ -348,8 +438,16 @@ async fn lagging_store_is_read_again_after_a_backoff() {
     let c = client(creds, &server).await;
     let started = Instant::now();
     assert_eq!(c.server_version().await.unwrap(), "3.9.1");
-    let sent: Vec<String> = server.seen().iter().map(|s| s.header("authorization")).collect();
-    assert_eq!(sent, [format!("Bearer {KEY_A}"), format!("Bearer {KEY_B}")], "A once, then B");
+    let sent: Vec<String> = server
+        .seen()
+        .iter()
+        .map(|s| s.header("authorization"))
+        .collect();
+    assert_eq!(
+        sent,
+        [format!("Bearer {KEY_A}"), format!("Bearer {KEY_B}")],
+        "A once, then B"
+    );
     assert_eq!(fake.reads(), 4);
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
@@ -391,7 +489,11 @@ async fn unauthorized_without_credentials_says_to_set_one() {
     let c = client(env_creds(&[("PREFECT_API_URL", URL)]), &server).await;
     let error = c.server_version().await.unwrap_err();
     assert_eq!(error.exit(), Exit::Unauthorized);
-    assert!(error.hint().contains("PREFECT_API_AUTH_STRING"), "{}", error.hint());
+    assert!(
+        error.hint().contains("PREFECT_API_AUTH_STRING"),
+        "{}",
+        error.hint()
+    );
     assert_eq!(server.seen().len(), 1);
 }
 
@@ -400,16 +502,25 @@ async fn health_answered_by_the_ui_means_the_api_path_is_wrong() {
     for answer in [reply(404, r#"{"detail":"Not Found"}"#), {
         let mut html = reply(200, "<!DOCTYPE html><html></html>");
         if let Ok(a) = html.as_mut() {
-            a.headers.insert("content-type", "text/html".parse().unwrap());
+            a.headers
+                .insert("content-type", "text/html".parse().unwrap());
         }
         html
     }] {
         let answer = Mutex::new(Some(answer));
         let server = FakeServer::new(move |_: &Seen| answer.lock().unwrap().take().unwrap());
-        let c = client(env_creds(&[("PREFECT_API_URL", "http://h:4200/prefect")]), &server).await;
+        let c = client(
+            env_creds(&[("PREFECT_API_URL", "http://h:4200/prefect")]),
+            &server,
+        )
+        .await;
         let error = c.health().await.unwrap_err();
         assert_eq!(error.exit(), Exit::Usage);
-        assert!(error.hint().contains("http://h:4200/prefect/api"), "{}", error.hint());
+        assert!(
+            error.hint().contains("http://h:4200/prefect/api"),
+            "{}",
+            error.hint()
+        );
     }
 }
 
@@ -447,7 +558,10 @@ async fn no_secret_reaches_a_log_line_or_an_error() {
     tracing::error!(error = %error_chain(&error), debug = ?error, "final");
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("prefect request"), "debug lines were captured: {logs}");
+    assert!(
+        logs.contains("prefect request"),
+        "debug lines were captured: {logs}"
+    );
     for secret in [KEY_A, KEY_B, "FAKE_KEY"] {
         assert!(!logs.contains(secret), "{secret} leaked into: {logs}");
     }

@@ -93,7 +93,10 @@ pub(crate) struct TransportSettings {
 impl ReqwestTransport {
     /// Builds the client: rustls with the platform's roots plus the CA file from the
     /// environment, certificate checks off only on request, proxies from the environment.
-    pub(crate) fn new(settings: &TransportSettings, env: &dyn Environment) -> Result<Self, SetupError> {
+    pub(crate) fn new(
+        settings: &TransportSettings,
+        env: &dyn Environment,
+    ) -> Result<Self, SetupError> {
         let mut builder = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())
             .connect_timeout(settings.connect_timeout)
@@ -114,12 +117,20 @@ impl ReqwestTransport {
 fn ca_file(env: &dyn Environment) -> Option<(&'static str, String)> {
     [CA_FILE_VAR, GENERIC_CA_FILE_VAR]
         .into_iter()
-        .find_map(|var| env.var(var).filter(|v| !v.trim().is_empty()).map(|v| (var, v)))
+        .find_map(|var| {
+            env.var(var)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (var, v))
+        })
 }
 
 fn insecure(env: &dyn Environment) -> bool {
-    env.var(INSECURE_VAR)
-        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+    env.var(INSECURE_VAR).is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "on"
+        )
+    })
 }
 
 fn load_ca_file(var: &'static str, path: &str) -> Result<Vec<reqwest::Certificate>, SetupError> {
@@ -129,11 +140,18 @@ fn load_ca_file(var: &'static str, path: &str) -> Result<Vec<reqwest::Certificat
         source,
     };
     let pem = std::fs::read(path).map_err(fail)?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| fail(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.to_string(),
+        ))
+    })?;
     if certs.is_empty() {
         let why = "no PEM certificate in the file";
-        return Err(fail(std::io::Error::new(std::io::ErrorKind::InvalidData, why)));
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            why,
+        )));
     }
     Ok(certs)
 }
@@ -188,14 +206,19 @@ fn classify(error: &reqwest::Error) -> TransportError {
     TransportError::Connection(texts.last().cloned().unwrap_or_else(|| error.to_string()))
 }
 
-fn causes<'a>(error: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::error::Error + 'static)> {
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
     let mut out = Vec::new();
     let mut next = Some(error);
     while let Some(current) = next {
         out.push(current);
         // io::Error::source skips the error it wraps (which may be another io::Error): step
         // into the wrapped error instead.
-        next = match current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        next = match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
             None => current.source(),
         };

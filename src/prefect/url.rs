@@ -101,9 +101,13 @@ impl ApiUrl {
         let base = url.as_str().trim_end_matches('/').to_string();
         if url.path().trim_matches('/').is_empty() {
             let suggestion = format!("{base}/api");
-            return Err(UrlError::CheckApiPath { url: shown, suggestion });
+            return Err(UrlError::CheckApiPath {
+                url: shown,
+                suggestion,
+            });
         }
-        let cloud = base == PREFECT_CLOUD_API_URL || base.starts_with(&format!("{PREFECT_CLOUD_API_URL}/"));
+        let cloud =
+            base == PREFECT_CLOUD_API_URL || base.starts_with(&format!("{PREFECT_CLOUD_API_URL}/"));
         Ok(ApiUrl {
             base,
             host,
@@ -114,7 +118,10 @@ impl ApiUrl {
 
     /// The full URL of `path`, which must start with `/` (`/flows/`, `/health`).
     pub fn join(&self, path: &str) -> String {
-        debug_assert!(path.starts_with('/'), "request paths start with a slash: {path}");
+        debug_assert!(
+            path.starts_with('/'),
+            "request paths start with a slash: {path}"
+        );
         format!("{}{path}", self.base)
     }
 
@@ -155,16 +162,27 @@ mod tests {
         let b = ApiUrl::parse("http://127.0.0.1:4200/api").unwrap();
         assert_eq!(a, b);
         assert_eq!(a.join("/flows/"), "http://127.0.0.1:4200/api/flows/");
-        assert_eq!(a.join("/flows/filter"), "http://127.0.0.1:4200/api/flows/filter");
+        assert_eq!(
+            a.join("/flows/filter"),
+            "http://127.0.0.1:4200/api/flows/filter"
+        );
         assert_eq!((a.host(), a.port()), ("127.0.0.1", 4200));
     }
 
     #[test]
     fn empty_path_suggests_api() {
-        for raw in ["http://127.0.0.1:4200", "http://127.0.0.1:4200/", "http://127.0.0.1:4200//"] {
+        for raw in [
+            "http://127.0.0.1:4200",
+            "http://127.0.0.1:4200/",
+            "http://127.0.0.1:4200//",
+        ] {
             match ApiUrl::parse(raw) {
                 Err(e @ UrlError::CheckApiPath { .. }) => {
-                    assert!(e.hint().contains("http://127.0.0.1:4200/api"), "{}", e.hint())
+                    assert!(
+                        e.hint().contains("http://127.0.0.1:4200/api"),
+                        "{}",
+                        e.hint()
+                    )
                 }
                 other => panic!("{raw}: {other:?}"),
             }
@@ -189,13 +207,20 @@ mod tests {
     fn cloud_urls_are_recognised() {
         let cloud = "https://api.prefect.cloud/api/accounts/a/workspaces/w";
         assert!(ApiUrl::parse(cloud).unwrap().is_cloud());
-        assert!(!ApiUrl::parse("https://api.prefect.cloud.example/api").unwrap().is_cloud());
-        assert!(!ApiUrl::parse("http://127.0.0.1:4200/api").unwrap().is_cloud());
+        assert!(!ApiUrl::parse("https://api.prefect.cloud.example/api")
+            .unwrap()
+            .is_cloud());
+        assert!(!ApiUrl::parse("http://127.0.0.1:4200/api")
+            .unwrap()
+            .is_cloud());
     }
 
     #[test]
     fn other_schemes_are_refused() {
-        assert!(matches!(ApiUrl::parse("ftp://h/api"), Err(UrlError::CheckScheme { .. })));
-        assert!(matches!(ApiUrl::parse("127.0.0.1:4200/api"), Err(_)));
+        assert!(matches!(
+            ApiUrl::parse("ftp://h/api"),
+            Err(UrlError::CheckScheme { .. })
+        ));
+        assert!(ApiUrl::parse("127.0.0.1:4200/api").is_err());
     }
 }

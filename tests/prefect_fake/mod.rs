@@ -36,7 +36,11 @@ pub struct Seen {
 impl Seen {
     /// `METHOD /path` without the query.
     pub fn line(&self) -> String {
-        format!("{} {}", self.method, self.path.split('?').next().unwrap_or_default())
+        format!(
+            "{} {}",
+            self.method,
+            self.path.split('?').next().unwrap_or_default()
+        )
     }
 
     /// A header's value, `""` when absent.
@@ -59,7 +63,11 @@ pub struct Answer {
 impl Answer {
     /// An answer with a JSON body.
     pub fn json(status: u16, body: &str) -> Answer {
-        Answer { status, headers: Vec::new(), body: body.to_string() }
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
     }
 
     /// The same answer with one more header.
@@ -90,12 +98,16 @@ impl Drop for FakePrefect {
 
 impl FakePrefect {
     /// Plain HTTP; `script` gets each request and its 0-based number.
-    pub async fn start(script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static) -> FakePrefect {
+    pub async fn start(
+        script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static,
+    ) -> FakePrefect {
         Self::serve(Arc::new(script), None).await
     }
 
     /// HTTPS with a certificate for `localhost` and `127.0.0.1` from a fresh CA.
-    pub async fn start_tls(script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static) -> FakePrefect {
+    pub async fn start_tls(
+        script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static,
+    ) -> FakePrefect {
         let (ca_pem, config) = tls_material();
         let mut fake = Self::serve(Arc::new(script), Some(config)).await;
         fake.ca_pem = Some(ca_pem);
@@ -107,9 +119,20 @@ impl FakePrefect {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
-        let (scheme, host) = if acceptor.is_some() { ("https", "localhost") } else { ("http", "127.0.0.1") };
+        let (scheme, host) = if acceptor.is_some() {
+            ("https", "localhost")
+        } else {
+            ("http", "127.0.0.1")
+        };
         let task = tokio::spawn(accept_loop(listener, acceptor, script, seen.clone()));
-        FakePrefect { addr, host, scheme, seen, task, ca_pem: None }
+        FakePrefect {
+            addr,
+            host,
+            scheme,
+            seen,
+            task,
+            ca_pem: None,
+        }
     }
 
     /// The API base URL, `http://127.0.0.1:PORT/api` (`https://localhost:PORT/api` over TLS).
@@ -130,9 +153,14 @@ impl FakePrefect {
 
 /// Answers like a Prefect server with CSRF off and one flow.
 pub fn prefect_like(seen: &Seen) -> Answer {
-    match (seen.method.as_str(), seen.path.split('?').next().unwrap_or_default()) {
+    match (
+        seen.method.as_str(),
+        seen.path.split('?').next().unwrap_or_default(),
+    ) {
         ("GET", "/api/health") => Answer::json(200, "true"),
-        ("GET", "/api/csrf-token") => Answer::json(422, r#"{"detail":"CSRF protection is disabled."}"#),
+        ("GET", "/api/csrf-token") => {
+            Answer::json(422, r#"{"detail":"CSRF protection is disabled."}"#)
+        }
         ("GET", "/api/admin/version") => Answer::json(200, r#""3.9.1""#),
         ("POST", "/api/flows/filter") => Answer::json(200, r#"[{"id":"f1","name":"main-etl"}]"#),
         ("POST", "/api/flows/count") => Answer::json(200, "1"),
@@ -148,10 +176,13 @@ async fn accept_loop(
     seen: Arc<Mutex<Vec<Seen>>>,
 ) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let (tls, script, seen) = (tls.clone(), script.clone(), seen.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| answer(req, script.clone(), seen.clone()));
+            let service =
+                hyper::service::service_fn(move |req| answer(req, script.clone(), seen.clone()));
             let http = hyper::server::conn::http1::Builder::new();
             match tls {
                 None => drop(http.serve_connection(TokioIo::new(stream), service).await),
@@ -172,21 +203,38 @@ async fn answer(
     seen: Arc<Mutex<Vec<Seen>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().to_string();
-    let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let headers = req
         .headers()
         .iter()
         .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let request = Seen { method, path, headers, body: String::from_utf8_lossy(&body).into_owned(), at: Instant::now() };
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let request = Seen {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
+    };
     let number = {
         let mut all = seen.lock().unwrap();
         all.push(request.clone());
         all.len() - 1
     };
     let reply = script(&request, number);
-    let mut response = Response::builder().status(reply.status).header("content-type", "application/json");
+    let mut response = Response::builder()
+        .status(reply.status)
+        .header("content-type", "application/json");
     for (name, value) in reply.headers {
         response = response.header(name, value);
     }
@@ -200,7 +248,8 @@ fn tls_material() -> (String, rustls::ServerConfig) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "credchain test Prefect CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "credchain test Prefect CA");
     let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
     let issuer = Issuer::new(ca, ca_key);
 
