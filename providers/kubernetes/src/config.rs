@@ -99,8 +99,7 @@ impl KubernetesConfig {
         mut options: toml::Table,
         env: &dyn Environment,
     ) -> Result<Self, SourceError> {
-        let invalid =
-            |why: String| SourceError::invalid(format!("source `{}`: {why}", settings.name));
+        let invalid = |why: String| SourceError::invalid(why);
         for common in COMMON_OPTIONS {
             options.remove(*common);
         }

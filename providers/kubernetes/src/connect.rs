@@ -41,35 +41,35 @@ impl fmt::Debug for Connection {
     }
 }
 
-/// Sets up the client for `config.target`. `name` is the source's name, for messages.
-pub async fn connect(config: &KubernetesConfig, name: &str) -> Result<Connection, SourceError> {
+/// Sets up the client for `config.target`.
+pub async fn connect(config: &KubernetesConfig) -> Result<Connection, SourceError> {
     match &config.target {
-        Target::NotConfigured(why) => Err(not_configured(name, why)),
-        Target::InCluster { dir, server } => in_cluster(config, name, dir, server).await,
+        Target::NotConfigured(why) => Err(not_configured(why)),
+        Target::InCluster { dir, server } => in_cluster(config, dir, server).await,
         Target::Kubeconfig {
             paths,
             context,
             required,
         } => {
-            let Some(kubeconfig) = read_kubeconfigs(name, paths, *required)? else {
+            let Some(kubeconfig) = read_kubeconfigs(paths, *required)? else {
                 let why = format!("no kubeconfig file at {}", shown_paths(paths));
-                return Err(not_configured(name, &why));
+                return Err(not_configured(&why));
             };
-            from_kubeconfig(config, name, kubeconfig, context.clone(), paths).await
+            from_kubeconfig(config, kubeconfig, context.clone(), paths).await
         }
     }
 }
 
-fn not_configured(name: &str, why: &str) -> SourceError {
-    SourceError::not_configured(format!("source `{name}`: {why}"))
+fn not_configured(why: &str) -> SourceError {
+    SourceError::not_configured(why.to_string())
         .with_hint("run in a pod with a service account, or set KUBECONFIG or `kubeconfig`")
 }
 
 /// Reads the bearer token of an in-cluster connection; trailing whitespace is removed.
-pub async fn read_token(name: &str, file: &Path) -> Result<Secret, SourceError> {
+pub async fn read_token(file: &Path) -> Result<Secret, SourceError> {
     let raw = tokio::fs::read_to_string(file).await.map_err(|err| {
         SourceError::denied(format!(
-            "source `{name}`: cannot read the service account token {}",
+            "cannot read the service account token {}",
             file.display()
         ))
         .with_cause(err)
@@ -78,7 +78,7 @@ pub async fn read_token(name: &str, file: &Path) -> Result<Secret, SourceError> 
     let token = raw.expose().trim_end_matches(['\r', '\n', ' ', '\t']);
     if token.is_empty() {
         return Err(SourceError::denied(format!(
-            "source `{name}`: the service account token {} is empty",
+            "the service account token {} is empty",
             file.display()
         )));
     }
@@ -88,33 +88,31 @@ pub async fn read_token(name: &str, file: &Path) -> Result<Secret, SourceError> 
 /// The pod's service account: token, CA bundle and namespace from `dir`.
 async fn in_cluster(
     config: &KubernetesConfig,
-    name: &str,
     dir: &Path,
     server: &str,
 ) -> Result<Connection, SourceError> {
     let token_file = dir.join(TOKEN_FILE);
     if !tokio::fs::try_exists(&token_file).await.unwrap_or(false) {
         return Err(SourceError::not_configured(format!(
-            "source `{name}`: no service account token at {} (automountServiceAccountToken off?)",
+            "no service account token at {} (automountServiceAccountToken off?)",
             token_file.display()
         )));
     }
     let ca_file = dir.join(CA_FILE);
-    let roots = read_ca(name, &ca_file).await?;
+    let roots = read_ca(&ca_file).await?;
     let namespace = match &config.namespace {
         Some(ns) => ns.clone(),
         None => pod_namespace(&dir.join(NAMESPACE_FILE)).await,
     };
     let uri = server.parse::<http::Uri>().map_err(|err| {
-        SourceError::invalid(format!("source `{name}`: bad API server address {server}"))
-            .with_cause(err)
+        SourceError::invalid(format!("bad API server address {server}")).with_cause(err)
     })?;
     let mut kube_config = kube::Config::new(uri);
     kube_config.root_cert = Some(roots);
     kube_config.root_cert_file = Some(ca_file);
     kube_config.default_namespace = namespace.clone();
     let origin = format!("in-cluster, service account files in {}", dir.display());
-    let client = client(config, name, kube_config)?;
+    let client = client(config, kube_config)?;
     Ok(Connection {
         client,
         namespace,
@@ -125,9 +123,9 @@ async fn in_cluster(
 }
 
 /// The certificates in the PEM file `ca.crt`.
-async fn read_ca(name: &str, file: &Path) -> Result<Vec<Vec<u8>>, SourceError> {
+async fn read_ca(file: &Path) -> Result<Vec<Vec<u8>>, SourceError> {
     let invalid = |what: &str| {
-        SourceError::invalid(format!("source `{name}`: {what} {}", file.display()))
+        SourceError::invalid(format!("{what} {}", file.display()))
             .with_hint("the kubelet writes the cluster's CA bundle there; check the pod's volumes")
     };
     let pem = tokio::fs::read(file)
@@ -156,11 +154,7 @@ async fn pod_namespace(file: &Path) -> String {
 
 /// Reads and merges the kubeconfig files that exist. A missing file is skipped unless
 /// `required`; `Ok(None)` when none is left.
-fn read_kubeconfigs(
-    name: &str,
-    paths: &[PathBuf],
-    required: bool,
-) -> Result<Option<Kubeconfig>, SourceError> {
+fn read_kubeconfigs(paths: &[PathBuf], required: bool) -> Result<Option<Kubeconfig>, SourceError> {
     let mut merged: Option<Kubeconfig> = None;
     for path in paths {
         let next = match Kubeconfig::read_from(path) {
@@ -171,13 +165,13 @@ fn read_kubeconfigs(
                 tracing::debug!(file = %path.display(), "no kubeconfig file here");
                 continue;
             }
-            Err(err) => return Err(kubeconfig_error(name, &path.display().to_string(), err)),
+            Err(err) => return Err(kubeconfig_error(&path.display().to_string(), err)),
         };
         merged = Some(match merged {
             None => next,
             Some(first) => first
                 .merge(next)
-                .map_err(|err| kubeconfig_error(name, &path.display().to_string(), err))?,
+                .map_err(|err| kubeconfig_error(&path.display().to_string(), err))?,
         });
     }
     Ok(merged)
@@ -186,7 +180,6 @@ fn read_kubeconfigs(
 /// A client for the context `context` (or the current one) of a kubeconfig.
 async fn from_kubeconfig(
     config: &KubernetesConfig,
-    name: &str,
     kubeconfig: Kubeconfig,
     context: Option<String>,
     paths: &[PathBuf],
@@ -202,7 +195,7 @@ async fn from_kubeconfig(
     };
     let mut kube_config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|err| kubeconfig_error(name, &shown, err))?;
+        .map_err(|err| kubeconfig_error(&shown, err))?;
     let namespace = match &config.namespace {
         Some(ns) => ns.clone(),
         None => kube_config.default_namespace.clone(),
@@ -213,7 +206,7 @@ async fn from_kubeconfig(
         Some(context) => format!("kubeconfig {shown}, context `{context}`"),
         None => format!("kubeconfig {shown}"),
     };
-    let client = client(config, name, kube_config)?;
+    let client = client(config, kube_config)?;
     Ok(Connection {
         client,
         namespace,
@@ -227,23 +220,18 @@ async fn from_kubeconfig(
 /// layer decides when to read again).
 fn client(
     config: &KubernetesConfig,
-    name: &str,
     mut kube_config: kube::Config,
 ) -> Result<kube::Client, SourceError> {
     kube_config.connect_timeout = Some(config.connect_timeout);
     kube_config.default_retry = false;
-    kube::Client::try_from(kube_config).map_err(|err| {
-        SourceError::invalid(format!(
-            "source `{name}`: cannot set up the Kubernetes client"
-        ))
-        .with_cause(err)
-    })
+    kube::Client::try_from(kube_config)
+        .map_err(|err| SourceError::invalid("cannot set up the Kubernetes client").with_cause(err))
 }
 
 /// A kubeconfig problem. Parse errors and credential-loading errors carry no cause, since
 /// their text could quote the file (tokens, keys).
-fn kubeconfig_error(name: &str, shown: &str, err: KubeconfigError) -> SourceError {
-    let message = format!("source `{name}`: cannot use kubeconfig {shown}");
+fn kubeconfig_error(shown: &str, err: KubeconfigError) -> SourceError {
+    let message = format!("cannot use kubeconfig {shown}");
     let base = SourceError::invalid(message);
     match err {
         KubeconfigError::Parse(_) => base.with_hint("the file is not a valid kubeconfig (YAML)"),

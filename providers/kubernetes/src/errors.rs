@@ -8,8 +8,6 @@ use credchain_core::SourceError;
 /// What the failed request was, for messages.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    /// The source's name.
-    pub source: &'a str,
     /// The namespace read.
     pub namespace: &'a str,
     /// The Secret read.
@@ -29,7 +27,6 @@ pub fn is_not_found(err: &kube::Error) -> bool {
 /// cannot hold a credential: the API's `Status` and transport errors, not auth-plugin output.
 pub fn read_failure(req: Request<'_>, err: kube::Error) -> SourceError {
     let Request {
-        source,
         namespace,
         secret,
         server,
@@ -39,12 +36,13 @@ pub fn read_failure(req: Request<'_>, err: kube::Error) -> SourceError {
     match err {
         kube::Error::Api(status) => status_failure(req, *status),
         kube::Error::Auth(_) => SourceError::denied(format!(
-            "source `{source}`: cannot get credentials for the kubeconfig user to read {what}"
+            "cannot get credentials for the kubeconfig user to read {what}"
         ))
         .with_hint("check the user of the kubeconfig context (token file, exec plugin)"),
-        err @ (kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::RustlsTls(_)) => {
+        err
+        @ (kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::RustlsTls(_)) => {
             SourceError::unavailable(format!(
-                "source `{source}`: cannot reach the Kubernetes API server at {server} to read {what}"
+                "cannot reach the Kubernetes API server at {server} to read {what}"
             ))
             .with_cause(err)
             .with_hint(
@@ -52,18 +50,15 @@ pub fn read_failure(req: Request<'_>, err: kube::Error) -> SourceError {
                  signed by the configured CA (ca.crt, or the kubeconfig's certificate-authority)",
             )
         }
-        other => SourceError::unavailable(format!(
-            "source `{source}`: reading {what} from {server} failed"
-        ))
-        .with_cause(other),
+        other => SourceError::unavailable(format!("reading {what} from {server} failed"))
+            .with_cause(other),
     }
 }
 
 /// A request that did not finish in time.
 pub fn timed_out(req: Request<'_>, timeout: Duration) -> SourceError {
     SourceError::unavailable(format!(
-        "source `{}`: the Kubernetes API server at {} did not answer within {} reading Secret {}/{}",
-        req.source,
+        "the Kubernetes API server at {} did not answer within {} reading Secret {}/{}",
         req.server,
         humantime::format_duration(timeout),
         req.namespace,
@@ -75,35 +70,30 @@ pub fn timed_out(req: Request<'_>, timeout: Duration) -> SourceError {
 /// An error answer of the API server, by its HTTP code.
 fn status_failure(req: Request<'_>, status: kube::core::Status) -> SourceError {
     let Request {
-        source,
-        namespace,
-        secret,
-        ..
+        namespace, secret, ..
     } = req;
     let code = status.code;
     let what = format!("Secret {namespace}/{secret}");
     let error = match code {
         401 => SourceError::denied(format!(
-            "source `{source}`: the Kubernetes API server rejected the credentials (401) reading {what}"
+            "the Kubernetes API server rejected the credentials (401) reading {what}"
         ))
         .with_hint(if req.in_cluster {
             "the service account token is expired or not valid for this cluster".to_string()
         } else {
             "log in again, or check the user of the kubeconfig context".to_string()
         }),
-        403 => SourceError::denied(format!(
-            "source `{source}`: not allowed to read {what} (403 Forbidden)"
-        ))
-        .with_hint(format!(
-            "RBAC: the service account (or user) needs `get` on `secrets` in namespace \
+        403 => SourceError::denied(format!("not allowed to read {what} (403 Forbidden)"))
+            .with_hint(format!(
+                "RBAC: the service account (or user) needs `get` on `secrets` in namespace \
              `{namespace}`: a Role with that rule and a RoleBinding to the account (see \
              docs/kubernetes.md)"
-        )),
+            )),
         429 | 500..=599 => SourceError::unavailable(format!(
-            "source `{source}`: the Kubernetes API server failed ({code}) reading {what}"
+            "the Kubernetes API server failed ({code}) reading {what}"
         )),
         _ => SourceError::invalid(format!(
-            "source `{source}`: the Kubernetes API server refused to read {what} ({code})"
+            "the Kubernetes API server refused to read {what} ({code})"
         )),
     };
     error.with_cause(status)
@@ -117,7 +107,6 @@ mod tests {
 
     fn request() -> Request<'static> {
         Request {
-            source: "k8s",
             namespace: "etl",
             secret: "prefect",
             server: "https://x",

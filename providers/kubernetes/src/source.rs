@@ -93,16 +93,13 @@ impl KubernetesSource {
     }
 
     fn bad_location(&self, key: &str, why: &str) -> SourceError {
-        SourceError::invalid(format!(
-            "source `{}`: the location of key {key} {why}",
-            self.settings.name
-        ))
-        .with_hint("write locations as `secret-name/data-key`, optionally with `#field`")
+        SourceError::invalid(format!("the location of key {key} {why}"))
+            .with_hint("write locations as `secret-name/data-key`, optionally with `#field`")
     }
 
     async fn connection(&self) -> Result<&Connection, SourceError> {
         self.connection
-            .get_or_try_init(|| connect(&self.config, &self.settings.name))
+            .get_or_try_init(|| connect(&self.config))
             .await
     }
 
@@ -121,7 +118,6 @@ impl KubernetesSource {
     ) -> Result<Option<SecretObject>, SourceError> {
         let namespace = self.namespace(conn);
         let req = Request {
-            source: &self.settings.name,
             namespace,
             secret: name,
             server: &conn.server,
@@ -131,7 +127,7 @@ impl KubernetesSource {
             .get(name, &GetParams::default())
             .map_err(|err| read_failure(req, kube::Error::BuildRequest(err)))?;
         if let Some(file) = &conn.token_file {
-            let header = bearer(&read_token(&self.settings.name, file).await?);
+            let header = bearer(&read_token(file).await?);
             request.headers_mut().insert(AUTHORIZATION, header);
         }
         let timeout = self.config.request_timeout;
@@ -143,8 +139,7 @@ impl KubernetesSource {
         };
         let object = SecretObject::parse(body).map_err(|err| {
             SourceError::unavailable(format!(
-                "source `{}`: the answer for Secret {namespace}/{name} is not a Secret object",
-                self.settings.name
+                "the answer for Secret {namespace}/{name} is not a Secret object"
             ))
             .with_cause(err)
         })?;
@@ -200,8 +195,7 @@ impl KubernetesSource {
             DecodeFailure::NotUtf8 => "is not UTF-8 text once decoded",
         };
         SourceError::invalid(format!(
-            "source `{}`: the value of Secret {location} {what}; the value is not shown",
-            self.settings.name
+            "the value of Secret {location} {what}; the value is not shown"
         ))
         .with_hint("the API returns `data` in base64; write the Secret with `stringData` or `kubectl create secret`")
     }
