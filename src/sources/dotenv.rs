@@ -85,11 +85,8 @@ impl DotenvSource {
         // The stamp is taken before the read: if the file changes in between, the next stamp
         // differs from the cached one and the file is read again.
         let stamp = file_stamp(&self.path);
-        if let Some((cached, parsed)) = &*self.cache.lock().unwrap_or_else(PoisonError::into_inner)
-        {
-            if Some(*cached) == stamp {
-                return Ok(parsed.clone());
-            }
+        if let Some(parsed) = stamp.and_then(|stamp| self.cached(stamp)) {
+            return Ok(parsed);
         }
         let bytes = Zeroizing::new(
             tokio::fs::read(&self.path)
@@ -102,12 +99,8 @@ impl DotenvSource {
         })?;
         self.parses.fetch_add(1, Ordering::Relaxed);
         for dup in &parsed.duplicates {
-            tracing::warn!(
-                source = %self.settings.name,
-                key = %dup.key,
-                "{}: {} is set on line {} and again on line {}; line {} wins",
-                self.shown, dup.key, dup.first_line, dup.line, dup.line
-            );
+            let warning = dup.warning(&self.shown);
+            tracing::warn!(source = %self.settings.name, key = %dup.key, "{warning}");
         }
         let parsed = Arc::new(parsed);
         if let Some(stamp) = stamp {
@@ -115,6 +108,14 @@ impl DotenvSource {
                 Some((stamp, parsed.clone()));
         }
         Ok(parsed)
+    }
+
+    /// The cached parse if it was made from the file with this stamp.
+    fn cached(&self, stamp: FileStamp) -> Option<Arc<Parsed>> {
+        match &*self.cache.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((cached, parsed)) if *cached == stamp => Some(parsed.clone()),
+            _ => None,
+        }
     }
 
     fn read_error(&self, err: io::Error) -> SourceError {

@@ -17,12 +17,7 @@ pub(super) async fn warnings(path: &Path, shown: &str, parsed: &Parsed) -> Vec<S
     let mut warnings = Vec::new();
     warnings.extend(permissions(path, shown));
     warnings.extend(not_ignored_by_git(path, shown).await);
-    warnings.extend(parsed.duplicates.iter().map(|dup| {
-        format!(
-            "{shown}: {} is set on line {} and again on line {}; line {} wins",
-            dup.key, dup.first_line, dup.line, dup.line
-        )
-    }));
+    warnings.extend(parsed.duplicates.iter().map(|dup| dup.warning(shown)));
     warnings.extend(quoting(shown, parsed));
     warnings.extend(conflicting_keys(shown, parsed));
     warnings

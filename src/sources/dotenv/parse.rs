@@ -46,6 +46,16 @@ pub struct Duplicate {
     pub line: usize,
 }
 
+impl Duplicate {
+    /// The warning for it, naming the file (`path`, as configured), the key and both lines.
+    pub fn warning(&self, path: &str) -> String {
+        format!(
+            "{path}: {} is set on line {} and again on line {}; line {} wins",
+            self.key, self.first_line, self.line, self.line
+        )
+    }
+}
+
 /// The result of parsing one file.
 #[derive(Debug, Default)]
 pub struct Parsed {
