@@ -85,7 +85,7 @@ pub enum ConfigError {
         /// The source's name.
         name: String,
         /// What is wrong.
-        error: SourceError,
+        error: Box<SourceError>,
     },
 }
 
@@ -304,7 +304,7 @@ impl Config {
                 path: path.to_path_buf(),
                 line,
                 name,
-                error,
+                error: Box::new(error),
             })?;
             links.push(link);
         }
