@@ -79,10 +79,11 @@ cc_install_venv() {
 }
 
 # Environment that keeps a Prefect server or CLI local, quiet and offline, for PREFECT_HOME $1.
+# Retryable errors (SQLite lock conflicts, answered 503) are logged to help debug a failed test.
 cc_prefect_env() {
     echo "PREFECT_HOME=$1" "PREFECT_SERVER_DATABASE_CONNECTION_URL=sqlite+aiosqlite:///$1/prefect.db" \
         PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 PREFECT_SERVER_UI_ENABLED=false \
-        PREFECT_SERVER_LOGGING_LEVEL=WARNING
+        PREFECT_SERVER_LOGGING_LEVEL=WARNING PREFECT_SERVER_LOG_RETRYABLE_ERRORS=true
 }
 
 # A migrated Prefect database that every server starts from (migrating takes 10-75 s).

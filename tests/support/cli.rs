@@ -54,12 +54,19 @@ pub fn run_credchain(args: &[&str], vars: &[(&str, &str)]) -> CliOutput {
 impl Cli {
     /// A run with no arguments.
     pub fn new() -> Cli {
-        Cli { args: Vec::new(), env: Vec::new(), cwd: None, stdin: None, timeout: DEFAULT_TIMEOUT }
+        Cli {
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            stdin: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 
     /// Adds arguments.
     pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Cli {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -89,15 +96,26 @@ impl Cli {
 
     /// Runs the binary to completion.
     pub fn run(self) -> CliOutput {
-        let scratch = tempfile::Builder::new().prefix("credchain-cli.").tempdir().expect("cli tempdir");
-        let cwd = self.cwd.clone().unwrap_or_else(|| scratch.path().to_owned());
+        let scratch = tempfile::Builder::new()
+            .prefix("credchain-cli.")
+            .tempdir()
+            .expect("cli tempdir");
+        let cwd = self
+            .cwd
+            .clone()
+            .unwrap_or_else(|| scratch.path().to_owned());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_credchain"));
-        cmd.args(&self.args).env_clear().current_dir(&cwd).env("HOME", &cwd);
+        cmd.args(&self.args)
+            .env_clear()
+            .current_dir(&cwd)
+            .env("HOME", &cwd);
         if let Some(path) = std::env::var_os("PATH") {
             cmd.env("PATH", path);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start the credchain binary");
         let mut stdin = child.stdin.take().expect("stdin pipe");
         let input = self.stdin.unwrap_or_default();
@@ -122,7 +140,11 @@ impl Cli {
         let _ = feeder.join();
         let stdout = stdout.join().expect("stdout reader");
         let stderr = stderr.join().expect("stderr reader");
-        CliOutput { code: status.code(), stdout, stderr }
+        CliOutput {
+            code: status.code(),
+            stdout,
+            stderr,
+        }
     }
 }
 

@@ -60,16 +60,34 @@ impl Gateway {
 
     /// Like [`Gateway::start`], for an upstream that wants HTTP Basic `user:password`
     /// (e.g. Prefect B); the gateway sends it instead of the client's key.
-    pub fn start_with_basic_auth(upstream_base_url: &str, user_password: &str, keys: &[(&str, Role)]) -> Gateway {
+    pub fn start_with_basic_auth(
+        upstream_base_url: &str,
+        user_password: &str,
+        keys: &[(&str, Role)],
+    ) -> Gateway {
         let encoded = base64::engine::general_purpose::STANDARD.encode(user_password);
         Gateway::start_inner(upstream_base_url, format!("Basic {encoded}"), keys)
     }
 
-    fn start_inner(upstream_base_url: &str, upstream_authorization: String, keys: &[(&str, Role)]) -> Gateway {
-        let dir = tempfile::Builder::new().prefix("credchain-gw.").tempdir().expect("gateway tempdir");
+    fn start_inner(
+        upstream_base_url: &str,
+        upstream_authorization: String,
+        keys: &[(&str, Role)],
+    ) -> Gateway {
+        let dir = tempfile::Builder::new()
+            .prefix("credchain-gw.")
+            .tempdir()
+            .expect("gateway tempdir");
         fs::create_dir_all(dir.path().join("tmp")).expect("gateway temp paths");
         let upstream = host_port(upstream_base_url);
-        let mut gateway = Gateway { dir, port: 0, upstream, upstream_authorization, generation: 1, server: None };
+        let mut gateway = Gateway {
+            dir,
+            port: 0,
+            upstream,
+            upstream_authorization,
+            generation: 1,
+            server: None,
+        };
         gateway.write_keys(keys);
         for _ in 0..START_ATTEMPTS {
             gateway.port = free_port();
@@ -79,7 +97,11 @@ impl Gateway {
             }
         }
         let log = gateway.dir.path().join("error.log");
-        gateway.server.as_mut().expect("started once").fail("start", &log)
+        gateway
+            .server
+            .as_mut()
+            .expect("started once")
+            .fail("start", &log)
     }
 
     /// The gateway's API base URL, `http://127.0.0.1:PORT/api`.
@@ -103,16 +125,24 @@ impl Gateway {
             .args(["-s", "reload"])
             .output()
             .expect("run nginx -s reload");
-        assert!(status.status.success(), "nginx -s reload failed: {}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "nginx -s reload failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
         let (port, want) = (self.port, self.generation.to_string());
         let server = self.server.as_mut().expect("gateway running");
         let master = server.pid();
         let reloaded = wait_until(server, READY_TIMEOUT, || {
-            http_get(port, GENERATION_PATH).is_some_and(|(_, body)| body == want) && child_count(master) == 1
+            http_get(port, GENERATION_PATH).is_some_and(|(_, body)| body == want)
+                && child_count(master) == 1
         });
         if !reloaded {
             let log = self.dir.path().join("error.log");
-            self.server.as_mut().expect("gateway running").fail("reload", &log);
+            self.server
+                .as_mut()
+                .expect("gateway running")
+                .fail("reload", &log);
         }
     }
 
@@ -131,7 +161,14 @@ impl Gateway {
 
     fn nginx_args(&self) -> Vec<String> {
         let dir = self.dir.path().display().to_string();
-        vec!["-p".into(), dir.clone(), "-e".into(), format!("{dir}/error.log"), "-c".into(), format!("{dir}/nginx.conf")]
+        vec![
+            "-p".into(),
+            dir.clone(),
+            "-e".into(),
+            format!("{dir}/error.log"),
+            "-c".into(),
+            format!("{dir}/nginx.conf"),
+        ]
     }
 
     fn write_keys(&self, keys: &[(&str, Role)]) {
@@ -162,20 +199,34 @@ impl Drop for Gateway {
         if let Some(server) = self.server.as_mut() {
             server.stop();
         }
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "private gateway's config and logs kept for debugging: {}",
+                self.dir.path().display()
+            );
+        }
     }
 }
 
 /// `host:port` of an `http://host:port/...` URL.
 fn host_port(url: &str) -> String {
-    let rest = url.strip_prefix("http://").unwrap_or_else(|| panic!("upstream must be http://…, got {url}"));
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("upstream must be http://…, got {url}"));
     rest.split('/').next().unwrap_or(rest).to_owned()
 }
 
 /// Keys must be plain tokens: nginx would read `default`, `include`, `~…` or spaces as syntax.
 fn check_key(key: &str) {
-    let plain = key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    let plain = key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
     let keyword = ["default", "include", "hostnames", "volatile"].contains(&key);
-    assert!(!key.is_empty() && plain && !keyword, "gateway key must be a plain token ([A-Za-z0-9_.-], not an nginx keyword)");
+    assert!(
+        !key.is_empty() && plain && !keyword,
+        "gateway key must be a plain token ([A-Za-z0-9_.-], not an nginx keyword)"
+    );
 }
 
 /// Writes a file atomically (write a sibling, then rename over).
@@ -187,11 +238,17 @@ fn replace_file(path: &Path, text: &str) {
 
 /// How many live child processes `pid` has (the nginx master: 1 once old workers have left).
 fn child_count(pid: u32) -> usize {
-    let Ok(entries) = fs::read_dir("/proc") else { return 0 };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
     entries
         .filter_map(|entry| fs::read_to_string(entry.ok()?.path().join("stat")).ok())
         .filter(|stat| {
-            let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
             fields.first() != Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
         })
         .count()

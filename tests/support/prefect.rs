@@ -19,6 +19,8 @@ const QUIET_ENV: &[(&str, &str)] = &[
     ("DO_NOT_TRACK", "1"),
     ("PREFECT_SERVER_UI_ENABLED", "false"),
     ("PREFECT_SERVER_LOGGING_LEVEL", "WARNING"),
+    // log the SQLite lock conflicts that Prefect answers with 503 (clients must retry those)
+    ("PREFECT_SERVER_LOG_RETRYABLE_ERRORS", "true"),
 ];
 
 /// A Prefect API server on a free loopback port, killed on drop.
@@ -34,14 +36,20 @@ impl PrefectServer {
     /// Services (scheduler, …) are on; turn one off with its setting, e.g.
     /// `("PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED", "false")`.
     pub fn start(extra_env: &[(&str, &str)]) -> PrefectServer {
-        let home = tempfile::Builder::new().prefix("credchain-prefect.").tempdir().expect("prefect home");
-        fs::copy(super::prefect_template_db(), home.path().join("prefect.db")).expect("copy the template database");
+        let home = tempfile::Builder::new()
+            .prefix("credchain-prefect.")
+            .tempdir()
+            .expect("prefect home");
+        fs::copy(super::prefect_template_db(), home.path().join("prefect.db"))
+            .expect("copy the template database");
         let log = home.path().join("server.log");
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
             let mut server = Spawned::start("prefect", command(home.path(), port, extra_env), &log);
-            if wait_until(&mut server, READY_TIMEOUT, || matches!(http_get(port, "/api/health"), Some((200, _)))) {
+            if wait_until(&mut server, READY_TIMEOUT, || {
+                matches!(http_get(port, "/api/health"), Some((200, _)))
+            }) {
                 return PrefectServer { home, port, server };
             }
             last = Some(server);
@@ -77,6 +85,13 @@ impl PrefectServer {
 impl Drop for PrefectServer {
     fn drop(&mut self) {
         self.server.stop();
+        if std::thread::panicking() {
+            self.home.disable_cleanup(true);
+            eprintln!(
+                "private Prefect server's home kept for debugging: {}",
+                self.home.path().display()
+            );
+        }
     }
 }
 
@@ -89,9 +104,18 @@ fn command(home: &Path, port: u16, extra_env: &[(&str, &str)]) -> Command {
         }
     }
     let db_url = format!("sqlite+aiosqlite:///{}/prefect.db", home.display());
-    cmd.env("PREFECT_HOME", home).env("PREFECT_SERVER_DATABASE_CONNECTION_URL", db_url);
-    cmd.envs(QUIET_ENV.iter().copied()).envs(extra_env.iter().copied());
-    cmd.args(["server", "start", "--host", "127.0.0.1", "--port", &port.to_string()]);
+    cmd.env("PREFECT_HOME", home)
+        .env("PREFECT_SERVER_DATABASE_CONNECTION_URL", db_url);
+    cmd.envs(QUIET_ENV.iter().copied())
+        .envs(extra_env.iter().copied());
+    cmd.args([
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ]);
     cmd.current_dir(home);
     cmd
 }

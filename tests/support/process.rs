@@ -38,12 +38,21 @@ impl Spawned {
     pub fn start(name: &str, mut cmd: Command, log: &Path) -> Spawned {
         let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let err = out.try_clone().expect("clone log handle");
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
-        let registry_entry = super::run_dir().join("spawned").join(child.id().to_string());
+        let registry_entry = super::run_dir()
+            .join("spawned")
+            .join(child.id().to_string());
         let entry = format!("{name}:{}:TERM:group\n", child.id());
         fs::write(&registry_entry, entry).expect("register the spawned server");
-        Spawned { child, name: name.to_owned(), registry_entry }
+        Spawned {
+            child,
+            name: name.to_owned(),
+            registry_entry,
+        }
     }
 
     /// The process id (also its process group id).
@@ -75,7 +84,12 @@ impl Spawned {
     /// Panics, showing the end of `log`, because this server failed to `what`.
     pub fn fail(&mut self, what: &str, log: &Path) -> ! {
         self.stop();
-        panic!("{} failed to {what}; last lines of {}:\n{}", self.name, log.display(), log_tail(log));
+        panic!(
+            "{} failed to {what}; last lines of {}:\n{}",
+            self.name,
+            log.display(),
+            log_tail(log)
+        );
     }
 }
 
@@ -88,7 +102,13 @@ impl Drop for Spawned {
 /// Sends a signal to a whole process group (through `sh`, since this crate forbids unsafe code).
 pub fn signal_group(pgid: u32, signal: &str) {
     let _ = Command::new("sh")
-        .args(["-c", "kill -s \"$1\" -- \"-$2\" 2>/dev/null", "kill", signal, &pgid.to_string()])
+        .args([
+            "-c",
+            "kill -s \"$1\" -- \"-$2\" 2>/dev/null",
+            "kill",
+            signal,
+            &pgid.to_string(),
+        ])
         .status();
 }
 
@@ -108,12 +128,19 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
     Some((status, body))
 }
 
 /// Polls `ready` until it is true (then returns true), the server exits, or `timeout` passes.
-pub fn wait_until(server: &mut Spawned, timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
+pub fn wait_until(
+    server: &mut Spawned,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if ready() {
