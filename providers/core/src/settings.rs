@@ -52,10 +52,7 @@ impl SourceSettings {
     ) -> Result<Address, SourceError> {
         match self.keys.get(key) {
             Some(spec) => Address::parse(spec).map_err(|why| {
-                SourceError::invalid(format!(
-                    "source `{}`: bad location for key {key}: {why}",
-                    self.name
-                ))
+                SourceError::invalid(format!("bad location for key {key}: {why}"))
             }),
             None => Ok(Address {
                 location: natural(key),
