@@ -3,6 +3,8 @@
 //! re-login, denied and unreachable servers, and that no token, secret id or value is printed.
 #![cfg(feature = "vault")]
 
+#[path = "doubles/kube_api.rs"]
+mod kube_api;
 mod support;
 mod vault_admin;
 
@@ -517,4 +519,51 @@ async fn tls_is_verified_with_ca_cert_or_skipped_with_skip_verify() {
         .warnings
         .iter()
         .any(|w| w.contains("TLS verification is off")));
+}
+
+#[tokio::test]
+async fn kubernetes_login_has_its_token_reviewed_by_the_cluster() {
+    let (capture, _guard) = Capture::start();
+    let admin = Admin::new();
+    let name = unique("k8s");
+    let value = seed(&admin, &name).await;
+    let kube = kube_api::KubeApi::start_tls("FAKE-unused-bearer").await;
+    admin.enable_auth(&name, "kubernetes").await;
+    let config = json!({
+        "kubernetes_host": kube.url(), "kubernetes_ca_cert": kube.ca_pem(),
+        "disable_local_ca_jwt": true,
+    });
+    admin
+        .call("POST", &format!("auth/{name}/config"), Some(config))
+        .await;
+    let role = json!({
+        "bound_service_account_names": ["etl"], "bound_service_account_namespaces": ["prefect"],
+        "token_policies": [name], "token_ttl": "10m",
+    });
+    admin
+        .call("POST", &format!("auth/{name}/role/etl"), Some(role))
+        .await;
+    let account = kube_api::ServiceAccount {
+        namespace: "prefect".into(),
+        name: "etl".into(),
+        uid: "0b5f6c1e-FAKE".into(),
+    };
+    let jwt = JwtSigner::new().sign_claims(json!({
+        "iss": "kubernetes/serviceaccount",
+        "sub": "system:serviceaccount:prefect:etl",
+        "kubernetes.io/serviceaccount/namespace": account.namespace,
+        "kubernetes.io/serviceaccount/service-account.name": account.name,
+        "kubernetes.io/serviceaccount/service-account.uid": account.uid,
+    }));
+    kube.review(&jwt, account);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &jwt).unwrap();
+    let fields = format!("role = 'etl', token_file = '{}'", token_file.display());
+    let vault = auth_source(&admin, &name, "kubernetes", &fields);
+
+    assert_eq!(value_of(&vault).await, value);
+    assert_eq!(kube.token_reviews(), 1);
+    let printed = format!("{vault:?}{}", capture.text());
+    support::assert_no_secret(&printed, &[&value, &jwt]);
 }

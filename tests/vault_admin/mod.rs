@@ -268,27 +268,29 @@ fn free_port_pair() -> u16 {
     }
 }
 
-/// Signs JWTs with an Ed25519 key that Vault's JWT auth is told to trust.
+/// Signs JWTs (ES256) with a P-256 key that Vault's JWT auth is told to trust.
 pub struct JwtSigner {
-    key: ring::signature::Ed25519KeyPair,
+    key: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
 }
 
 impl JwtSigner {
     /// A fresh key pair.
     pub fn new() -> JwtSigner {
+        let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
         let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        JwtSigner {
-            key: ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
-        }
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        JwtSigner { key, rng }
     }
 
     /// The public key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) block.
     pub fn public_pem(&self) -> String {
         use ring::signature::KeyPair;
-        // The DER prefix of an Ed25519 SubjectPublicKeyInfo, followed by the 32 key bytes.
+        // The DER prefix of a P-256 SubjectPublicKeyInfo, followed by the 65-byte point.
         let mut der = vec![
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
         ];
         der.extend_from_slice(self.key.public_key().as_ref());
         format!(
@@ -303,17 +305,21 @@ impl JwtSigner {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let header = json!({ "alg": "EdDSA", "typ": "JWT" });
-        let claims = json!({
+        self.sign_claims(json!({
             "sub": subject, "aud": audience, "iss": "credchain-test",
             "iat": now, "nbf": now - 5, "exp": now + ttl_secs,
-        });
+        }))
+    }
+
+    /// A JWT carrying `claims` as they are.
+    pub fn sign_claims(&self, claims: Value) -> String {
+        let header = json!({ "alg": "ES256", "typ": "JWT" });
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let signature = self.key.sign(signing_input.as_bytes());
+        let signature = self.key.sign(&self.rng, signing_input.as_bytes()).unwrap();
         format!(
             "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature.as_ref())

@@ -171,8 +171,8 @@ impl VaultSource {
 
 impl Connection {
     /// `GET` with the session's token. A 403 (or 401) leads to one fresh login and one retry;
-    /// a second one is `denied`, naming `shown`.
-    async fn get(&self, api_path: &str, shown: &str) -> Result<Reply, SourceError> {
+    /// a second one is `denied`, naming `shown`, with `hint`. Login failures pass unchanged.
+    async fn get(&self, api_path: &str, shown: &str, hint: String) -> Result<Reply, SourceError> {
         let lease = self.session.token().await?;
         let reply = self.http.get(api_path, Some(&lease.token)).await?;
         if !matches!(reply.status, 401 | 403) {
@@ -194,10 +194,7 @@ impl Connection {
                 format!(": {errors}")
             }
         ))
-        .with_hint(format!(
-            "the token's policy needs `read` on `{}`",
-            api_path.split('?').next().unwrap_or(api_path)
-        )))
+        .with_hint(hint))
     }
 
     /// The mount and KV version of `logical`, from the config or asked of Vault once.
@@ -205,16 +202,13 @@ impl Connection {
         if let Some(known) = self.known_path(logical) {
             return Ok(known);
         }
+        let hint = format!(
+            "the token needs `read` on `{logical}` for Vault to describe its mount (or set \
+             `mount` and `kv_version` in the source's config)"
+        );
         let reply = self
-            .get(&KvPath::discovery_path(logical), logical)
-            .await
-            .map_err(|e| match e.kind() {
-                credchain_core::ErrorKind::Denied => e.with_hint(
-                    "the token needs access to the secret for Vault to describe its mount; \
-                     or set `mount` and `kv_version` in the source's config",
-                ),
-                _ => e,
-            })?;
+            .get(&KvPath::discovery_path(logical), logical, hint)
+            .await?;
         if reply.status != 200 {
             let errors = vault_errors(&reply.body, &[]);
             return Err(self.http.status_error(
@@ -238,7 +232,9 @@ impl Connection {
     /// Reads `path` at `version` (the latest when `None`).
     async fn read(&self, path: &KvPath, version: Option<u64>) -> Result<KvRead, SourceError> {
         let api_path = path.read_path(version)?;
-        let reply = self.get(&api_path, &path.logical).await?;
+        let policy_path = api_path.split('?').next().unwrap_or(&api_path);
+        let hint = format!("the token's policy needs `read` on `{policy_path}`");
+        let reply = self.get(&api_path, &path.logical, hint).await?;
         path.parse_read(reply.status, &reply.body).map_err(|err| {
             err.unwrap_or_else(|| {
                 let errors = vault_errors(&reply.body, &[]);
