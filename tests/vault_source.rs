@@ -319,12 +319,13 @@ async fn a_short_lived_token_is_renewed_without_failing_a_read() {
     let admin = Admin::new();
     let dir = unique("renew");
     let value = seed(&admin, &dir).await;
-    // A token cannot log in again: only renewal keeps it alive past its 3 s TTL.
-    let token = admin.token(&[&dir], "3s").await;
+    // A token cannot log in again: only renewal keeps it alive past its 6 s TTL. Renewals come
+    // at about 4 s and 8 s; one up to 2 s late still finds the token alive.
+    let token = admin.token(&[&dir], "6s").await;
     let vault = token_source(&admin, &format!("secret/{dir}/prefect"), "", &token);
 
     assert_eq!(value_of(&vault).await, value);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
     assert_eq!(value_of(&vault).await, value);
 }
 
