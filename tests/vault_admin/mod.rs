@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses part of this module
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -191,6 +192,8 @@ pub struct TlsBao {
     pub addr: String,
     /// The CA file that signs the server's certificate.
     pub ca_cert: std::path::PathBuf,
+    /// The entry that lets scripts/test stop the server if this test process dies first.
+    registered: Option<std::path::PathBuf>,
     /// Holds the CA, the server's home and its log.
     _dir: tempfile::TempDir,
 }
@@ -213,10 +216,13 @@ impl TlsBao {
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
+            .process_group(0)
             .spawn()
             .expect("start bao");
+        let registered = register(child.id());
         let server = TlsBao {
             child,
+            registered,
             addr: format!("https://127.0.0.1:{port}"),
             ca_cert: dir.path().join("vault-ca.pem"),
             _dir: dir,
@@ -254,7 +260,20 @@ impl Drop for TlsBao {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(entry) = &self.registered {
+            let _ = std::fs::remove_file(entry);
+        }
     }
+}
+
+/// Registers a spawned server with scripts/test (when it runs the tests) for cleanup.
+fn register(pid: u32) -> Option<std::path::PathBuf> {
+    let run_dir = std::env::var_os("CREDCHAIN_TEST_RUN_DIR")?;
+    let entry = std::path::Path::new(&run_dir)
+        .join("spawned")
+        .join(pid.to_string());
+    std::fs::write(&entry, format!("bao-tls:{pid}:TERM:group\n")).ok()?;
+    Some(entry)
 }
 
 /// A loopback port whose successor is free too (a dev server's cluster listener takes port + 1).
