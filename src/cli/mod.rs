@@ -156,8 +156,12 @@ pub fn init_logging(global: &GlobalArgs) {
         2 => "info,credchain=debug,credchain_core=debug,credchain_vault=debug,credchain_aws=debug,credchain_azure=debug,credchain_kubernetes=debug",
         _ => "debug,credchain=trace,credchain_core=trace",
     };
-    // The AWS SDK logs the access key id at debug; keep its internals at info.
-    let default = format!("{default},aws_config=info,aws_smithy_runtime=info,aws_sigv4=info,aws_smithy_runtime_api=info");
+    // The AWS SDK warns loudly (with whole HTTP responses) while probing for a region or
+    // credentials, and logs the access key id at debug: keep its internals quiet.
+    let sdk = if global.verbose >= 2 { "info" } else { "error" };
+    let default = format!(
+        "{default},aws_config={sdk},aws_smithy_runtime={sdk},aws_sigv4={sdk},aws_smithy_runtime_api={sdk}"
+    );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
