@@ -13,6 +13,7 @@ use credchain_core::{
 use crate::config::VaultConfig;
 use crate::http::{vault_errors, BuildClientError, Http, Reply};
 use crate::kv::{KvPath, KvRead};
+use crate::login::TokenFacts;
 use crate::session::Session;
 
 /// Reads credentials from HashiCorp Vault or OpenBao KV secrets (v1 and v2).
@@ -124,27 +125,8 @@ impl VaultSource {
         read: KvRead,
     ) -> Result<Option<Resolved>, SourceError> {
         let location = format!("{}#{field}", path.logical);
-        let (fields, version, lease) = match read {
-            KvRead::Found {
-                fields,
-                version,
-                lease,
-            } => (fields, version, lease),
-            KvRead::Missing => {
-                tracing::debug!(key, path = %path.logical, "no vault secret at this path");
-                return Ok(None);
-            }
-            KvRead::Deleted { version, destroyed } => {
-                let state = if destroyed { "destroyed" } else { "deleted" };
-                tracing::warn!(
-                    key,
-                    path = %path.logical,
-                    version,
-                    "vault secret {} version {version} is {state}; treated as absent",
-                    path.logical
-                );
-                return Ok(None);
-            }
+        let Some((fields, version, lease)) = found(key, path, read) else {
+            return Ok(None);
         };
         let origin = format!("vault secret `{}`", path.logical);
         let Some(raw) = json_field(&origin, &fields, field)? else {
@@ -268,51 +250,82 @@ impl CredentialSource for VaultSource {
     async fn diagnose(&self) -> Result<Diagnosis, SourceError> {
         let connection = self.connection()?;
         let mut report = Diagnosis::default();
-        report
-            .details
-            .push(format!("address: {}", connection.http.address()));
+        let details = &mut report.details;
+        details.push(format!("address: {}", connection.http.address()));
         if let Some(version) = health(&connection.http).await? {
-            report.details.push(format!("server version: {version}"));
+            details.push(format!("server version: {version}"));
         }
         if let Some(namespace) = &self.config.namespace {
-            report.details.push(format!("namespace: {namespace}"));
-        }
-        if self.config.skip_verify {
-            report
-                .warnings
-                .push("TLS verification is off (skip_verify / VAULT_SKIP_VERIFY)".into());
+            details.push(format!("namespace: {namespace}"));
         }
         let auth = &self.config.auth;
-        report.details.push(match auth.mount() {
+        details.push(match auth.mount() {
             Some(mount) => format!("auth method: {} at auth/{mount}", auth.method()),
             None => "auth method: token".to_string(),
         });
-        let facts = connection.session.facts().await?;
-        report.details.push(match facts.ttl {
-            Some(ttl) => format!(
-                "token TTL: {}{}",
-                humantime::format_duration(Duration::from_secs(ttl.as_secs())),
-                if facts.renewable { " (renewable)" } else { "" }
-            ),
-            None => "token TTL: does not expire".to_string(),
-        });
-        report
-            .details
-            .push(format!("token policies: {}", facts.policies.join(", ")));
-        if facts.policies.iter().any(|p| p == "root") {
-            report
-                .warnings
-                .push("the token has the root policy; use a token limited to reading".into());
+        if self.config.skip_verify {
+            let warning = "TLS verification is off (skip_verify / VAULT_SKIP_VERIFY)";
+            report.warnings.push(warning.into());
         }
+        describe_token(&connection.session.facts().await?, &mut report);
         if let Some(path) = &self.config.path {
             match connection.kv_path(path).await {
-                Ok(kv) => report
-                    .details
-                    .push(format!("path {path}: KV {} at {}/", kv.kv, kv.mount)),
+                Ok(kv) => {
+                    (report.details).push(format!("path {path}: KV {} at {}/", kv.kv, kv.mount))
+                }
                 Err(err) => report.warnings.push(format!("path {path}: {err}")),
             }
         }
         Ok(report)
+    }
+}
+
+/// What `credchain doctor` shows about the token: its TTL, policies, and a root warning.
+fn describe_token(facts: &TokenFacts, report: &mut Diagnosis) {
+    report.details.push(match facts.ttl {
+        Some(ttl) => format!(
+            "token TTL: {}{}",
+            humantime::format_duration(ttl),
+            if facts.renewable { " (renewable)" } else { "" }
+        ),
+        None => "token TTL: does not expire".to_string(),
+    });
+    let policies = facts.policies.join(", ");
+    report.details.push(format!("token policies: {policies}"));
+    if facts.policies.iter().any(|p| p == "root") {
+        let warning = "the token has the root policy; use a token limited to reading";
+        report.warnings.push(warning.into());
+    }
+}
+
+/// The parts of a read that found the secret; `None` (with a log line) for a missing secret or
+/// a deleted version.
+fn found(
+    key: &str,
+    path: &KvPath,
+    read: KvRead,
+) -> Option<(Secret, Option<u64>, Option<Duration>)> {
+    match read {
+        KvRead::Found {
+            fields,
+            version,
+            lease,
+        } => Some((fields, version, lease)),
+        KvRead::Missing => {
+            tracing::debug!(key, path = %path.logical, "no vault secret at this path");
+            None
+        }
+        KvRead::Deleted { version, destroyed } => {
+            let state = if destroyed { "destroyed" } else { "deleted" };
+            tracing::warn!(
+                key,
+                path = %path.logical,
+                version,
+                "vault secret {} version {version} is {state}; treated as absent",
+                path.logical
+            );
+            None
+        }
     }
 }
 
