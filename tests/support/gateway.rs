@@ -74,9 +74,10 @@ impl Gateway {
         upstream_authorization: String,
         keys: &[(&str, Role)],
     ) -> Gateway {
+        // inside the run dir: removed with it, or kept with its logs when the run fails
         let dir = tempfile::Builder::new()
-            .prefix("credchain-gw.")
-            .tempdir()
+            .prefix("private-gateway.")
+            .tempdir_in(super::run_dir())
             .expect("gateway tempdir");
         fs::create_dir_all(dir.path().join("tmp")).expect("gateway temp paths");
         let upstream = host_port(upstream_base_url);

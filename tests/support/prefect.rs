@@ -36,9 +36,10 @@ impl PrefectServer {
     /// Services (scheduler, …) are on; turn one off with its setting, e.g.
     /// `("PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED", "false")`.
     pub fn start(extra_env: &[(&str, &str)]) -> PrefectServer {
+        // inside the run dir: removed with it, or kept with its logs when the run fails
         let home = tempfile::Builder::new()
-            .prefix("credchain-prefect.")
-            .tempdir()
+            .prefix("private-prefect.")
+            .tempdir_in(super::run_dir())
             .expect("prefect home");
         fs::copy(super::prefect_template_db(), home.path().join("prefect.db"))
             .expect("copy the template database");
