@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// How often a call is retried when a SQLite-backed server answers 503 under write contention.
+const BUSY_RETRIES: u32 = 10;
+
 /// A blocking JSON call: `method` `base + path` with an optional body; panics on transport
-/// errors and returns (status, body).
+/// errors and returns (status, body). A 503 (the server's database was busy) is retried, as any
+/// Prefect client must.
 pub fn call(method: &str, base: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -17,14 +21,22 @@ pub fn call(method: &str, base: &str, path: &str, body: Option<Value>) -> (u16, 
     runtime.block_on(async {
         let client = reqwest::Client::new();
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = client.request(method, format!("{base}{path}"));
-        if let Some(body) = body {
-            request = request.json(&body);
+        let mut attempt = 0;
+        loop {
+            let mut request = client.request(method.clone(), format!("{base}{path}"));
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let response = request.send().await.expect("request to Prefect");
+            let status = response.status().as_u16();
+            if status == 503 && attempt < BUSY_RETRIES {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                continue;
+            }
+            let text = response.text().await.unwrap_or_default();
+            return (status, serde_json::from_str(&text).unwrap_or(Value::Null));
         }
-        let response = request.send().await.expect("request to Prefect");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     })
 }
 
