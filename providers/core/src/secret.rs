@@ -100,7 +100,10 @@ mod tests {
         let s = Secret::new("pnu_FAKE_KEY_001");
         assert_eq!(format!("{s:?}"), REDACTED);
         assert_eq!(format!("{s}"), REDACTED);
-        assert_eq!(format!("{:#?}", Some(&s)), format!("Some(\n    {REDACTED},\n)"));
+        assert_eq!(
+            format!("{:#?}", Some(&s)),
+            format!("Some(\n    {REDACTED},\n)")
+        );
     }
 
     #[test]
@@ -119,7 +122,10 @@ mod tests {
 
     #[test]
     fn url_without_password_is_unchanged() {
-        assert_eq!(redact_url("http://127.0.0.1:4200/api"), "http://127.0.0.1:4200/api");
+        assert_eq!(
+            redact_url("http://127.0.0.1:4200/api"),
+            "http://127.0.0.1:4200/api"
+        );
     }
 
     #[test]

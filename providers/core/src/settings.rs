@@ -51,9 +51,8 @@ impl SourceSettings {
         natural: impl FnOnce(&str) -> String,
     ) -> Result<Address, SourceError> {
         match self.keys.get(key) {
-            Some(spec) => Address::parse(spec).map_err(|why| {
-                SourceError::invalid(format!("bad location for key {key}: {why}"))
-            }),
+            Some(spec) => Address::parse(spec)
+                .map_err(|why| SourceError::invalid(format!("bad location for key {key}: {why}"))),
             None => Ok(Address {
                 location: natural(key),
                 field: None,
