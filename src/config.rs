@@ -375,15 +375,6 @@ struct Common {
     keys: BTreeMap<String, String>,
 }
 
-const COMMON_FIELDS: [&str; 6] = [
-    "type",
-    "name",
-    "optional",
-    "refresh_interval",
-    "max_stale",
-    "keys",
-];
-
 fn build_link(
     index: usize,
     mut table: toml::Table,
@@ -393,7 +384,7 @@ fn build_link(
 ) -> Result<Link, (String, SourceError)> {
     let fallback = format!("#{}", index + 1);
     let mut common = toml::Table::new();
-    for field in COMMON_FIELDS {
+    for field in credchain_core::COMMON_SOURCE_FIELDS {
         if let Some(value) = table.remove(field) {
             common.insert(field.to_string(), value);
         }

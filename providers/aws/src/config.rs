@@ -16,16 +16,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one attempt of a Secrets Manager call may take, connecting included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Options every source shares; the config loader may leave them in the table it hands over.
-const COMMON_OPTIONS: &[&str] = &[
-    "type",
-    "name",
-    "optional",
-    "refresh_interval",
-    "max_stale",
-    "keys",
-];
-
 /// A setting with where it came from, for `credchain doctor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
@@ -140,8 +130,8 @@ impl AwsConfig {
     ) -> Result<Self, SourceError> {
         let invalid =
             |why: String| SourceError::invalid(format!("source `{}`: {why}", settings.name));
-        for common in COMMON_OPTIONS {
-            options.remove(*common);
+        for common in credchain_core::COMMON_SOURCE_FIELDS {
+            options.remove(common);
         }
         let raw: RawOptions = options
             .try_into()

@@ -46,16 +46,6 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// How long the Azure CLI may take to hand out a token.
 pub const AZURE_CLI_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Options every source shares; the config loader may leave them in the table it hands over.
-const COMMON_OPTIONS: &[&str] = &[
-    "type",
-    "name",
-    "optional",
-    "refresh_interval",
-    "max_stale",
-    "keys",
-];
-
 /// A way of logging in to Entra ID, in the order the source tries them when none is pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,8 +149,8 @@ impl AzureConfig {
     ) -> Result<Self, SourceError> {
         let invalid =
             |why: String| SourceError::invalid(format!("source `{}`: {why}", settings.name));
-        for common in COMMON_OPTIONS {
-            options.remove(*common);
+        for common in credchain_core::COMMON_SOURCE_FIELDS {
+            options.remove(common);
         }
         if matches!(options.get("version"), Some(v) if !v.is_table()) {
             return Err(invalid("`version` must be a table of KEY = \"version id\"".into())

@@ -16,7 +16,9 @@ pub mod value;
 pub use env::{Environment, MapEnv, ProcessEnv};
 pub use error::{ErrorKind, SourceError};
 pub use secret::{redact_url, Secret, REDACTED};
-pub use settings::{SourceSettings, DEFAULT_MAX_STALE, DEFAULT_REFRESH_INTERVAL};
+pub use settings::{
+    SourceSettings, COMMON_SOURCE_FIELDS, DEFAULT_MAX_STALE, DEFAULT_REFRESH_INTERVAL,
+};
 pub use source::{CredentialSource, Diagnosis, Lifetime, Provenance, Resolved};
 
 pub use async_trait::async_trait;

@@ -13,6 +13,17 @@ pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// How long the last good value is served while refreshes fail, unless the source says otherwise.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(15 * 60);
 
+/// The fields every `[[sources]]` table may have, whatever its type. The config loader takes
+/// them out before a source sees its options; a source built from a raw table removes them too.
+pub const COMMON_SOURCE_FIELDS: [&str; 6] = [
+    "type",
+    "name",
+    "optional",
+    "refresh_interval",
+    "max_stale",
+    "keys",
+];
+
 /// The part of a source's configuration that is the same for every kind of source.
 #[derive(Debug, Clone)]
 pub struct SourceSettings {

@@ -26,16 +26,6 @@ pub const KUBECONFIG_VAR: &str = "KUBECONFIG";
 /// kubectl's default kubeconfig, under `$HOME`.
 pub const HOME_KUBECONFIG: &str = ".kube/config";
 
-/// Options every source shares; the config loader may leave them in the table it hands over.
-const COMMON_OPTIONS: &[&str] = &[
-    "type",
-    "name",
-    "optional",
-    "refresh_interval",
-    "max_stale",
-    "keys",
-];
-
 /// How this environment reaches the API server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -100,8 +90,8 @@ impl KubernetesConfig {
         env: &dyn Environment,
     ) -> Result<Self, SourceError> {
         let invalid = |why: String| SourceError::invalid(why);
-        for common in COMMON_OPTIONS {
-            options.remove(*common);
+        for common in credchain_core::COMMON_SOURCE_FIELDS {
+            options.remove(common);
         }
         let raw: RawOptions = options
             .try_into()
