@@ -166,6 +166,7 @@ pub fn init_logging(global: &GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(global.verbose >= 2);
     let _ = match global.log_format {
         LogFormat::Text => builder.try_init(),
