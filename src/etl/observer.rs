@@ -203,7 +203,7 @@ impl Reporter {
 
     /// Reports progress every [`PROGRESS_EVERY`] rows; fails when the step was cancelled.
     pub(crate) fn tick(&self, done: u64) -> Result<(), EtlError> {
-        if done % PROGRESS_EVERY != 0 {
+        if !done.is_multiple_of(PROGRESS_EVERY) {
             return Ok(());
         }
         self.progress(done);
