@@ -2,81 +2,19 @@
 //! API, key rotation at a bearer-key gateway while serving, and SIGTERM during a run. Each test
 //! has a private Prefect server, because the deployment name `main-etl/etl-job` is global.
 
+mod e2e;
 mod prefect_api;
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use e2e::Serve;
 use support::{assert_no_secret, Gateway, PrefectServer, Role};
 
 const SAMPLE: &str = include_str!("../examples/data/birdstrikes.csv");
 const RUNS_DONE: Duration = Duration::from_secs(180);
-
-/// A `credchain serve` process, killed on drop.
-struct Runner {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Runner {
-    fn start(dir: &Path, vars: &[(&str, &str)]) -> Runner {
-        let log = dir.join(format!("serve-{}.log", rand_suffix()));
-        let file = fs::File::create(&log).expect("serve log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_credchain"));
-        cmd.args(["-v", "serve", "--limit", "2"])
-            .env_clear()
-            .current_dir(dir)
-            .env("HOME", dir)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        for (name, value) in vars {
-            cmd.env(name, value);
-        }
-        Runner {
-            child: cmd.spawn().expect("start credchain serve"),
-            log,
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit code.
-    fn terminate(&mut self, within: Duration) -> Option<i32> {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit in time:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn output(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rand_suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
-}
 
 /// A working directory with a pipeline that appends `rows` rows per run into `out.db`, polling
 /// every second.
@@ -131,9 +69,9 @@ fn two_runners_execute_each_of_ten_runs_exactly_once() {
     let server = PrefectServer::start(&[]);
     let api = server.url();
     let dirs = [runner_dir(40, ""), runner_dir(40, "")];
-    let mut runners: Vec<Runner> = dirs
+    let mut runners: Vec<Serve> = dirs
         .iter()
-        .map(|d| Runner::start(d.path(), &[("PREFECT_API_URL", api.as_str())]))
+        .map(|d| Serve::start(d.path(), &[("PREFECT_API_URL".to_string(), api.clone())]))
         .collect();
     let deployment = prefect_api::wait_for_deployment(&api, Duration::from_secs(60));
     let ids = create_runs(&api, &deployment, 10);
@@ -147,12 +85,7 @@ fn two_runners_execute_each_of_ten_runs_exactly_once() {
     let rows: i64 = dirs.iter().map(|d| count_rows(d.path())).sum();
     assert_eq!(rows, 400, "rows across both runners");
     for runner in &mut runners {
-        assert_eq!(
-            runner.terminate(Duration::from_secs(30)),
-            Some(0),
-            "{}",
-            runner.output()
-        );
+        runner.stop_cleanly(&[]);
     }
 }
 
@@ -167,7 +100,10 @@ fn serve_keeps_completing_runs_while_the_gateway_key_rotates() {
     fs::create_dir(&secrets).unwrap();
     write_atomically(&secrets.join("PREFECT_API_KEY"), old_key);
     let gateway_url = gateway.url();
-    let mut runner = Runner::start(dir.path(), &[("PREFECT_API_URL", gateway_url.as_str())]);
+    let mut runner = Serve::start(
+        dir.path(),
+        &[("PREFECT_API_URL".to_string(), gateway_url.clone())],
+    );
 
     let api = server.url();
     let deployment = prefect_api::wait_for_deployment(&api, Duration::from_secs(60));
@@ -180,12 +116,7 @@ fn serve_keeps_completing_runs_while_the_gateway_key_rotates() {
     let after = create_runs(&api, &deployment, 2);
     assert_all_completed(&api, &after);
 
-    assert_eq!(
-        runner.terminate(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        runner.output()
-    );
+    runner.stop_cleanly(&[old_key, new_key]);
     assert_no_secret(&runner.output(), &[old_key, new_key]);
 }
 
@@ -194,17 +125,12 @@ fn sigterm_during_a_run_lets_it_finish_and_exits_zero() {
     let server = PrefectServer::start(&[]);
     let api = server.url();
     let dir = runner_dir(10_000, "");
-    let mut runner = Runner::start(dir.path(), &[("PREFECT_API_URL", api.as_str())]);
+    let mut runner = Serve::start(dir.path(), &[("PREFECT_API_URL".to_string(), api.clone())]);
     let deployment = prefect_api::wait_for_deployment(&api, Duration::from_secs(60));
     let ids = create_runs(&api, &deployment, 1);
     wait_for_state(&api, &ids[0], "RUNNING");
 
-    assert_eq!(
-        runner.terminate(Duration::from_secs(40)),
-        Some(0),
-        "{}",
-        runner.output()
-    );
+    runner.stop_cleanly(&[]);
     let run = prefect_api::flow_run(&api, &ids[0]);
     assert_eq!(
         prefect_api::state_type(&run),
@@ -229,17 +155,12 @@ fn sigterm_past_the_grace_period_cancels_the_run_and_exits_zero() {
         ),
     )
     .unwrap();
-    let mut runner = Runner::start(dir.path(), &[("PREFECT_API_URL", api.as_str())]);
+    let mut runner = Serve::start(dir.path(), &[("PREFECT_API_URL".to_string(), api.clone())]);
     let deployment = prefect_api::wait_for_deployment(&api, Duration::from_secs(60));
     let ids = create_runs(&api, &deployment, 1);
     wait_for_state(&api, &ids[0], "RUNNING");
 
-    assert_eq!(
-        runner.terminate(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        runner.output()
-    );
+    runner.stop_cleanly(&[]);
     let state = prefect_api::state_type(&prefect_api::flow_run(&api, &ids[0]));
     assert!(
         state == "CANCELLED" || state == "COMPLETED",
