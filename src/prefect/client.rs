@@ -389,9 +389,7 @@ impl PrefectClient {
         body: Option<Bytes>,
         csrf: bool,
     ) -> Result<(Incoming, u32), RequestError> {
-        let inner = &self.inner;
-        let (mut retries, mut sends, mut rotations) = (0u32, 0u32, 0u32);
-        let mut csrf_resent = false;
+        let mut tally = Tally::default();
         loop {
             let credential = self.credential().await?;
             let csrf_headers = if csrf {
@@ -406,45 +404,76 @@ impl PrefectClient {
                 credential.as_ref(),
                 csrf_headers,
             );
-            sends += 1;
-            let result = inner.transport.send(request).await;
-            let reply = match result {
-                Ok(reply) => reply,
-                Err(error) => {
-                    debug!(%method, path, attempt = sends, error = ?error, "prefect request failed");
-                    if self.may_retry_transport(&error) && retries < inner.retry.max_retries {
-                        retries += 1;
-                        tokio::time::sleep(inner.retry.delay(retries, None)).await;
-                        continue;
-                    }
-                    return Err(self.unreachable(error, sends));
+            tally.sends += 1;
+            let next = match self.inner.transport.send(request).await {
+                Ok(reply) => {
+                    let sent = Sent {
+                        method,
+                        path,
+                        credential,
+                        csrf,
+                    };
+                    self.after_answer(sent, reply, &mut tally).await?
                 }
+                Err(error) => self.after_failure(method, path, error, &mut tally)?,
             };
-            debug!(%method, path, status = reply.status.as_u16(), attempt = sends, "prefect request");
-            inner.answered.store(true, Ordering::Relaxed);
-            if reply.status == StatusCode::UNAUTHORIZED {
-                self.rotate(method, path, credential, &reply, &mut rotations)
-                    .await?;
-                continue;
+            match next {
+                Next::Again => {}
+                Next::Wait(wait) => tokio::time::sleep(wait).await,
+                Next::Done(reply) => return Ok((reply, tally.sends)),
             }
-            if csrf
-                && !csrf_resent
-                && csrf::is_token_refusal(&reply)
-                && inner.csrf.invalidate().await
-            {
-                debug!(%method, path, "CSRF token refused; fetching a new one");
-                csrf_resent = true;
-                continue;
-            }
-            if is_retryable(reply.status) && retries < inner.retry.max_retries {
-                retries += 1;
-                let wait = inner.retry.delay(retries, Some(&reply.headers));
-                debug!(%method, path, status = reply.status.as_u16(), ?wait, "retrying");
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            return Ok((reply, sends));
         }
+    }
+
+    /// Decides what follows an answer: a rotated credential after 401, a new CSRF token after
+    /// a token refusal, a retry after a retryable status, or the answer itself.
+    async fn after_answer(
+        &self,
+        sent: Sent<'_>,
+        reply: Incoming,
+        tally: &mut Tally,
+    ) -> Result<Next, RequestError> {
+        let (method, path) = (sent.method, sent.path);
+        let status = reply.status.as_u16();
+        debug!(%method, path, status, attempt = tally.sends, "prefect request");
+        self.inner.answered.store(true, Ordering::Relaxed);
+        if reply.status == StatusCode::UNAUTHORIZED {
+            self.rotate(method, path, sent.credential, &reply, &mut tally.rotations)
+                .await?;
+            return Ok(Next::Again);
+        }
+        if sent.csrf
+            && !tally.csrf_resent
+            && csrf::is_token_refusal(&reply)
+            && self.inner.csrf.invalidate().await
+        {
+            debug!(%method, path, "CSRF token refused; fetching a new one");
+            tally.csrf_resent = true;
+            return Ok(Next::Again);
+        }
+        if is_retryable(reply.status) && tally.retries < self.inner.retry.max_retries {
+            tally.retries += 1;
+            let wait = self.inner.retry.delay(tally.retries, Some(&reply.headers));
+            debug!(%method, path, status, ?wait, "retrying");
+            return Ok(Next::Wait(wait));
+        }
+        Ok(Next::Done(reply))
+    }
+
+    /// Decides what follows a request that got no answer: a retry, or the error.
+    fn after_failure(
+        &self,
+        method: &Method,
+        path: &str,
+        error: TransportError,
+        tally: &mut Tally,
+    ) -> Result<Next, RequestError> {
+        debug!(%method, path, attempt = tally.sends, error = ?error, "prefect request failed");
+        if self.may_retry_transport(&error) && tally.retries < self.inner.retry.max_retries {
+            tally.retries += 1;
+            return Ok(Next::Wait(self.inner.retry.delay(tally.retries, None)));
+        }
+        Err(self.unreachable(error, tally.sends))
     }
 
     async fn credential(&self) -> Result<Option<Current>, RequestError> {
@@ -621,6 +650,33 @@ impl PrefectClient {
             attempts,
         }
     }
+}
+
+/// What one request has used up so far.
+#[derive(Debug, Default)]
+struct Tally {
+    sends: u32,
+    retries: u32,
+    rotations: u32,
+    csrf_resent: bool,
+}
+
+/// What was sent, for deciding what follows its answer.
+struct Sent<'a> {
+    method: &'a Method,
+    path: &'a str,
+    credential: Option<Current>,
+    csrf: bool,
+}
+
+/// What [`PrefectClient::exchange`] does next.
+enum Next {
+    /// Send again at once.
+    Again,
+    /// Send again after a wait.
+    Wait(Duration),
+    /// Hand this answer back.
+    Done(Incoming),
 }
 
 fn is_mutating(method: &Method) -> bool {
