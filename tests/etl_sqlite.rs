@@ -325,6 +325,21 @@ async fn a_load_that_fails_midway_leaves_the_table_exactly_as_before() {
         .unwrap_err();
     assert!(err.to_string().contains("line 52"), "{err}");
     assert_eq!(dump(&db, "strict"), before);
+
+    // A failure inside a full multi-row batch still names its line.
+    let mut lines = vec!["id,name,amount".to_string()];
+    lines.extend((1..=300).map(|i| format!("{i},n{i},{i}")));
+    lines[100] = "100,,100".into();
+    let source = write_file(dir.path(), "mid.csv", &lines);
+    let err = pipeline(config(&sqlite_body(dir.path(), &source, "strict", "")))
+        .run_all(&Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EtlError::Load(LoadError::InsertRow { line: 101, .. })),
+        "{err:?}"
+    );
+    assert_eq!(dump(&db, "strict"), before);
 }
 
 #[tokio::test]

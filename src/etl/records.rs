@@ -15,20 +15,25 @@ use super::source::ReadError;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const READ_BUFFER: usize = 256 * 1024;
 
-/// The fields of one record, stored end to end.
+/// The fields of one record: their bytes in `data`, each at a span.
 #[derive(Debug, Clone)]
 pub(crate) struct Fields {
+    /// The fields' bytes (for CSV read by the fast path, with the commas between them).
     data: Vec<u8>,
+    /// How much of `data` the record uses.
+    used: usize,
+    spans: Vec<(usize, usize)>,
+    /// Scratch for `csv_core`'s field ends.
     ends: Vec<usize>,
-    len: usize,
 }
 
 impl Default for Fields {
     fn default() -> Self {
         Fields {
             data: vec![0; 1024],
+            used: 0,
+            spans: Vec::with_capacity(64),
             ends: vec![0; 64],
-            len: 0,
         }
     }
 }
@@ -36,39 +41,63 @@ impl Default for Fields {
 impl Fields {
     /// Number of fields.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.spans.len()
     }
 
     /// The fields in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let ends = &self.ends[..self.len];
-        ends.iter().scan(0, move |start, &end| {
-            let field = &self.data[*start..end];
-            *start = end;
-            Some(field)
-        })
+        self.spans
+            .iter()
+            .map(|&(start, end)| &self.data[start..end])
+    }
+
+    /// Every byte of the record's fields (and, from the fast path, the commas between them):
+    /// one UTF-8 check here covers every field, since field bounds are ASCII.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.data[..self.used]
     }
 
     fn clear(&mut self) {
-        self.len = 0;
+        self.used = 0;
+        self.spans.clear();
     }
 
     fn push_field(&mut self, field: &[u8]) {
-        let start = if self.len == 0 {
-            0
-        } else {
-            self.ends[self.len - 1]
-        };
+        let start = self.used;
         let end = start + field.len();
         if self.data.len() < end {
             self.data.resize(end.max(self.data.len() * 2), 0);
         }
         self.data[start..end].copy_from_slice(field);
-        if self.ends.len() == self.len {
-            self.ends.resize(self.len * 2 + 1, 0);
+        self.spans.push((start, end));
+        self.used = end;
+    }
+
+    /// Takes a line without quotes: copies it and splits it at every comma.
+    fn set_split(&mut self, line: &[u8]) {
+        if self.data.len() < line.len() {
+            self.data.resize(line.len().max(self.data.len() * 2), 0);
         }
-        self.ends[self.len] = end;
-        self.len += 1;
+        self.data[..line.len()].copy_from_slice(line);
+        self.used = line.len();
+        self.spans.clear();
+        let mut start = 0;
+        for comma in memchr::memchr_iter(b',', line) {
+            self.spans.push((start, comma));
+            start = comma + 1;
+        }
+        self.spans.push((start, line.len()));
+    }
+
+    /// Takes `count` fields that `csv_core` wrote end to end.
+    fn set_from_ends(&mut self, used: usize, count: usize) {
+        self.used = used;
+        self.spans.clear();
+        let mut start = 0;
+        for &end in &self.ends[..count] {
+            self.spans.push((start, end));
+            start = end;
+        }
     }
 }
 
@@ -117,10 +146,17 @@ pub(crate) enum RecordReader {
 impl RecordReader {
     /// A CSV reader, and the header row (a UTF-8 byte order mark is dropped).
     pub(crate) fn csv(input: Box<dyn Read + Send>) -> Result<(Self, Vec<String>), ReadError> {
+        Self::csv_buffered(input, READ_BUFFER)
+    }
+
+    fn csv_buffered(
+        input: Box<dyn Read + Send>,
+        buffer: usize,
+    ) -> Result<(Self, Vec<String>), ReadError> {
         let mut reader = CsvReader {
             input,
             core: Box::new(csv_core::Reader::new()),
-            buf: vec![0; READ_BUFFER],
+            buf: vec![0; buffer],
             pos: 0,
             len: 0,
             eof: false,
@@ -193,8 +229,9 @@ impl RecordReader {
     }
 }
 
-/// Reads CSV with `csv_core`, counting lines itself: blank lines between records are skipped
-/// here, so each record's line is the line its first field is on.
+/// Reads CSV and counts lines itself, so each record's line is the line its first field is
+/// on, also after blank lines (which are skipped). A line without quotes or bare CRs that lies
+/// whole in the buffer is split with `memchr`; any other record goes through `csv_core`.
 pub(crate) struct CsvReader {
     input: Box<dyn Read + Send>,
     core: Box<csv_core::Reader>,
@@ -219,26 +256,47 @@ impl CsvReader {
         }
         rec.line = self.line;
         rec.problem = None;
-        let fields = &mut rec.fields;
-        let (mut out_len, mut ends_len) = (0, 0);
+        if self.read_plain_line(&mut rec.fields) {
+            return Ok(true);
+        }
+        self.read_with_core(&mut rec.fields)
+    }
+
+    /// The fast path; false when the next record needs the full parser.
+    fn read_plain_line(&mut self, fields: &mut Fields) -> bool {
+        let rest = &self.buf[self.pos..self.len];
+        let Some(newline) = memchr::memchr(b'\n', rest) else {
+            return false;
+        };
+        let line = &rest[..newline];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if memchr::memchr2(b'"', b'\r', line).is_some() {
+            return false;
+        }
+        fields.set_split(line);
+        self.pos += newline + 1;
+        self.line += 1;
+        true
+    }
+
+    fn read_with_core(&mut self, fields: &mut Fields) -> io::Result<bool> {
+        let (mut used, mut count) = (0, 0);
         loop {
             self.fill()?;
             let input = &self.buf[self.pos..self.len];
-            let (result, n_in, n_out, n_ends) = self.core.read_record(
-                input,
-                &mut fields.data[out_len..],
-                &mut fields.ends[ends_len..],
-            );
+            let (result, n_in, n_out, n_ends) =
+                self.core
+                    .read_record(input, &mut fields.data[used..], &mut fields.ends[count..]);
             self.line += count_newlines(&input[..n_in]);
             self.pos += n_in;
-            out_len += n_out;
-            ends_len += n_ends;
+            used += n_out;
+            count += n_ends;
             match result {
                 ReadRecordResult::InputEmpty => {}
                 ReadRecordResult::OutputFull => fields.data.resize(fields.data.len() * 2, 0),
                 ReadRecordResult::OutputEndsFull => fields.ends.resize(fields.ends.len() * 2, 0),
                 ReadRecordResult::Record => {
-                    fields.len = ends_len;
+                    fields.set_from_ends(used, count);
                     return Ok(true);
                 }
                 ReadRecordResult::End => return Ok(false),
@@ -246,20 +304,31 @@ impl CsvReader {
         }
     }
 
-    /// Refills the buffer when it is used up; an empty buffer afterwards means the end.
+    /// Refills the buffer when it is used up; an empty buffer afterwards means the end. A
+    /// partial line at the end of the buffer is moved to the front first, so the fast path
+    /// sees whole lines.
     fn fill(&mut self) -> io::Result<()> {
         if self.pos < self.len || self.eof {
             return Ok(());
         }
         self.pos = 0;
-        self.len = loop {
-            match self.input.read(&mut self.buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
+        self.len = read_retrying(&mut self.input, &mut self.buf)?;
         self.eof = self.len == 0;
+        Ok(())
+    }
+
+    /// Moves the unread bytes to the front and reads more after them, so a line cut by the
+    /// buffer's end is whole again. No-op at the end of the input.
+    fn refill_keeping_rest(&mut self) -> io::Result<()> {
+        if self.eof {
+            return Ok(());
+        }
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.len -= self.pos;
+        self.pos = 0;
+        let n = read_retrying(&mut self.input, &mut self.buf[self.len..])?;
+        self.len += n;
+        self.eof = n == 0;
         Ok(())
     }
 
@@ -277,15 +346,30 @@ impl CsvReader {
                 .count();
             self.line += count_newlines(&rest[..blank]);
             self.pos += blank;
-            if self.pos < self.len {
-                return Ok(true);
+            if self.pos == self.len {
+                continue;
             }
+            // Keep a whole line in view for the fast path when one fits in the buffer.
+            let rest = &self.buf[self.pos..self.len];
+            if memchr::memchr(b'\n', rest).is_none() && self.pos > 0 {
+                self.refill_keeping_rest()?;
+            }
+            return Ok(true);
+        }
+    }
+}
+
+fn read_retrying(input: &mut Box<dyn Read + Send>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match input.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
         }
     }
 }
 
 fn count_newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 /// Reads JSON Lines, one object per line; blank lines are skipped.
@@ -396,6 +480,7 @@ fn field_text(value: serde_json::Value) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
 
     fn read_all(mut reader: RecordReader) -> Vec<(u64, Vec<String>, Option<String>)> {
         let mut rec = Record::default();
@@ -419,6 +504,49 @@ mod tests {
         assert_eq!(rows[0].0, 2);
         assert_eq!(rows[0].1, ["1", "x\ny"]);
         assert_eq!(rows[1].0, 5);
+    }
+
+    /// Hands out at most 7 bytes per read, to cut lines and quoted fields everywhere.
+    struct Trickle(&'static [u8]);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(7).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn fast_and_full_parsers_agree_across_buffer_cuts() {
+        let data: &'static [u8] =
+            b"h1,h2,h3\r\nplain,row,one\r\n\r\n\"quoted, comma\",\"two\nlines\",x\n\
+            a,,\"\"\"\"\nlonger plain line here,with,three\n\"q\",z,end";
+        let expected: Vec<Vec<String>> = csv::ReaderBuilder::new()
+            .from_reader(data)
+            .records()
+            .map(|r| r.unwrap().iter().map(String::from).collect())
+            .collect();
+        for buffer in [16, 64, 1024] {
+            let (mut reader, header) =
+                RecordReader::csv_buffered(Box::new(Trickle(data)), buffer).unwrap();
+            assert_eq!(header, ["h1", "h2", "h3"]);
+            let mut rec = Record::default();
+            let mut rows = Vec::new();
+            let mut lines = Vec::new();
+            while reader.next(&mut rec).unwrap() {
+                rows.push(
+                    rec.fields
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
+                        .collect::<Vec<_>>(),
+                );
+                lines.push(rec.line);
+            }
+            assert_eq!(rows, expected, "buffer {buffer}");
+            assert_eq!(lines, [2, 4, 6, 7, 8], "buffer {buffer}");
+        }
     }
 
     #[test]

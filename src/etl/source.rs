@@ -18,8 +18,6 @@ use super::sample;
 pub const DOWNLOAD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a download may stall between two chunks.
 pub const DOWNLOAD_READ_TIMEOUT: Duration = Duration::from_secs(60);
-/// Read buffer of the file readers.
-const READ_BUFFER: usize = 256 * 1024;
 
 /// The source as the config names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +129,8 @@ impl LocalSource {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Box::new(io::BufReader::with_capacity(READ_BUFFER, file)))
+        // The record readers buffer for themselves.
+        Ok(Box::new(file))
     }
 }
 

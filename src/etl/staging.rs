@@ -7,7 +7,7 @@
 //! SQLite reads it back with [`StagingReader`]. Rows are written and read one at a time.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
@@ -20,6 +20,21 @@ const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 const TRAILER: i16 = -1;
 /// Buffer of the staging writer and reader.
 const BUFFER: usize = 1024 * 1024;
+
+/// The start of a stream: signature, flags (none), header extension length (none).
+pub(crate) fn stream_header() -> Vec<u8> {
+    let mut head = SIGNATURE.to_vec();
+    head.extend_from_slice(&[0; 8]);
+    head
+}
+
+/// The end of a stream.
+pub(crate) fn stream_trailer() -> [u8; 2] {
+    TRAILER.to_be_bytes()
+}
+
+/// Bytes of a row before its first column: the field count and the line field.
+const LINE_PREFIX: usize = 2 + 4 + 8;
 
 /// PostgreSQL's epoch for dates and timestamps.
 fn pg_epoch() -> NaiveDate {
@@ -76,7 +91,7 @@ impl StagingWriter {
                     .unwrap_or(i64::MAX);
                 self.field(&micros.to_be_bytes());
             }
-            Value::Text(t) => self.field(t.as_bytes()),
+            Value::Text(t) => self.field(t),
         }
     }
 
@@ -112,67 +127,144 @@ pub(crate) enum Field<'a> {
     Text(&'a [u8]),
 }
 
-/// Reads the staging file back, row by row.
+/// Reads the staging file back, row by row, parsing rows in place in a large buffer.
 pub(crate) struct StagingReader {
-    input: BufReader<File>,
+    input: Box<dyn Read + Send>,
     types: Vec<ColumnType>,
     buf: Vec<u8>,
+    /// The next row starts at `pos`; `len` bytes of `buf` are filled.
+    pos: usize,
+    len: usize,
+    /// Where the current row starts.
+    row_start: usize,
     spans: Vec<Option<(usize, usize)>>,
 }
+
+/// Not enough bytes in the buffer for the whole row.
+struct Short;
 
 impl StagingReader {
     /// Opens `path`, whose columns have `types`, and checks the signature.
     pub(crate) fn open(path: &Path, types: Vec<ColumnType>) -> io::Result<Self> {
-        let mut input = BufReader::with_capacity(BUFFER, File::open(path)?);
+        let mut input = File::open(path)?;
         let mut head = [0u8; 19];
         input.read_exact(&mut head)?;
         if &head[..11] != SIGNATURE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a staging file",
-            ));
+            return Err(invalid("not a staging file"));
         }
-        Ok(StagingReader {
+        Ok(Self::over(Box::new(input), types, BUFFER))
+    }
+
+    /// Reads rows copied with [`StagingReader::row_bytes`] (no header, no trailer).
+    pub(crate) fn from_rows(mut rows: Vec<u8>, types: Vec<ColumnType>) -> Self {
+        rows.extend_from_slice(&TRAILER.to_be_bytes());
+        let size = rows.len();
+        Self::over(Box::new(io::Cursor::new(rows)), types, size.max(16))
+    }
+
+    fn over(input: Box<dyn Read + Send>, types: Vec<ColumnType>, buffer: usize) -> Self {
+        StagingReader {
             input,
             spans: Vec::with_capacity(types.len() + 1),
             types,
-            buf: Vec::with_capacity(1024),
-        })
+            buf: vec![0; buffer],
+            pos: 0,
+            len: 0,
+            row_start: 0,
+        }
+    }
+
+    /// Appends the current row without its line field: a row of the table's columns only.
+    pub(crate) fn write_row_without_line(&self, out: &mut Vec<u8>) {
+        let row = self.row_bytes();
+        let count = i16::from_be_bytes([row[0], row[1]]) - 1;
+        out.extend_from_slice(&count.to_be_bytes());
+        out.extend_from_slice(&row[LINE_PREFIX..]);
+    }
+
+    /// The current row as stored, to be read again with [`StagingReader::from_rows`].
+    pub(crate) fn row_bytes(&self) -> &[u8] {
+        &self.buf[self.row_start..self.pos]
     }
 
     /// Moves to the next row and returns its source line; `None` at the end. The row's fields
     /// are then read with [`StagingReader::field`].
     pub(crate) fn advance(&mut self) -> io::Result<Option<u64>> {
-        let count = i16::from_be_bytes(self.read_array()?);
+        loop {
+            match self.parse_row() {
+                Ok(Some(end)) => {
+                    let line = match self.decode(0, ColumnType::Integer) {
+                        Field::Integer(line) => line as u64,
+                        _ => return Err(invalid("staging row without line")),
+                    };
+                    // The row stays readable until the next call.
+                    self.row_start = self.pos;
+                    self.pos = end;
+                    return Ok(Some(line));
+                }
+                Ok(None) => return Ok(None),
+                Err(Short) => self.refill()?,
+            }
+        }
+    }
+
+    /// Parses the row at `pos` into `spans`; returns where it ends, or `None` at the trailer.
+    fn parse_row(&mut self) -> Result<Option<usize>, Short> {
+        let mut at = self.pos;
+        let count = i16::from_be_bytes(self.take(&mut at)?);
         if count == TRAILER {
             return Ok(None);
         }
-        if count as usize != self.types.len() + 1 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "bad staging row width",
-            ));
-        }
-        self.buf.clear();
         self.spans.clear();
-        for _ in 0..count {
-            let len = i32::from_be_bytes(self.read_array()?);
+        for _ in 0..count.max(0) {
+            let len = i32::from_be_bytes(self.take(&mut at)?);
             if len < 0 {
                 self.spans.push(None);
                 continue;
             }
-            let start = self.buf.len();
-            self.buf.resize(start + len as usize, 0);
-            self.input.read_exact(&mut self.buf[start..])?;
-            self.spans.push(Some((start, start + len as usize)));
+            let end = at + len as usize;
+            if end > self.len {
+                return Err(Short);
+            }
+            self.spans.push(Some((at, end)));
+            at = end;
         }
-        match self.decode(0, ColumnType::Integer) {
-            Field::Integer(line) => Ok(Some(line as u64)),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "staging row without line",
-            )),
+        Ok(Some(at))
+    }
+
+    fn take<const N: usize>(&self, at: &mut usize) -> Result<[u8; N], Short> {
+        let bytes = self
+            .buf
+            .get(*at..*at + N)
+            .filter(|_| *at + N <= self.len)
+            .ok_or(Short)?;
+        *at += N;
+        Ok(bytes.try_into().expect("N bytes"))
+    }
+
+    /// Moves the unread bytes to the front and reads more; grows the buffer for a row larger
+    /// than it. A file that ends inside a row is an error.
+    fn refill(&mut self) -> io::Result<()> {
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.len -= self.pos;
+        self.pos = 0;
+        if self.len == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
         }
+        let n = loop {
+            match self.input.read(&mut self.buf[self.len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "staging file cut short",
+            ));
+        }
+        self.len += n;
+        Ok(())
     }
 
     /// Field `column` (0-based, not counting the line) of the current row.
@@ -180,14 +272,8 @@ impl StagingReader {
         self.decode(column + 1, self.types[column])
     }
 
-    fn read_array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
-        let mut bytes = [0u8; N];
-        self.input.read_exact(&mut bytes)?;
-        Ok(bytes)
-    }
-
     fn decode(&self, index: usize, ty: ColumnType) -> Field<'_> {
-        let Some((start, end)) = self.spans[index] else {
+        let Some((start, end)) = self.spans.get(index).copied().flatten() else {
             return Field::Null;
         };
         let bytes = &self.buf[start..end];
@@ -208,6 +294,10 @@ impl StagingReader {
     }
 }
 
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +306,7 @@ mod tests {
     fn rows_round_trip() {
         let temp = tempfile::NamedTempFile::new().unwrap();
         let mut w = StagingWriter::new(temp.reopen().unwrap()).unwrap();
+        assert_eq!(stream_header().len(), 19);
         let date = NaiveDate::from_ymd_opt(1990, 1, 8).unwrap();
         let ts = date.and_hms_micro_opt(1, 2, 3, 4).unwrap();
         w.begin(2, 6);

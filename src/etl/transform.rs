@@ -16,7 +16,7 @@ use super::observer::{LogLevel, Reporter};
 use super::records::{Record, RecordReader};
 use super::rejects::{RejectsWriter, WriteRejectsError};
 use super::staging::StagingWriter;
-use super::value::{self, ColumnType, ParseFailure};
+use super::value::{self, ColumnType, ParseFailure, Value};
 
 /// How much of a bad value a reject reason quotes.
 const QUOTED_VALUE_CHARS: usize = 40;
@@ -276,6 +276,9 @@ fn stage_row(
             rec.fields.len()
         ));
     }
+    // One check of the whole record spares one per text field; a record that fails it is
+    // checked field by field to name the field.
+    let clean_text = value::check_text(rec.fields.bytes()).is_ok();
     out.begin(rec.line, columns.len());
     for ((field, column), &key) in rec.fields.iter().zip(columns).zip(is_key) {
         if value::trim(field).is_empty() {
@@ -285,7 +288,11 @@ fn stage_row(
             out.null();
             continue;
         }
-        match value::parse(column.ty, field) {
+        let parsed = match column.ty {
+            ColumnType::Text if clean_text => Ok(Value::Text(field)),
+            ty => value::parse(ty, field),
+        };
+        match parsed {
             Ok(v) => out.value(v),
             Err(failure) => return Err(describe(failure, column, field)),
         }

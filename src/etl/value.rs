@@ -81,7 +81,7 @@ pub(crate) enum Value<'a> {
     Real(f64),
     Date(NaiveDate),
     Timestamp(NaiveDateTime),
-    Text(&'a str),
+    Text(&'a [u8]),
 }
 
 /// Why a field does not parse as its column's type.
@@ -140,17 +140,18 @@ pub(crate) fn parse(ty: ColumnType, raw: &[u8]) -> Result<Value<'_>, ParseFailur
         ColumnType::Timestamp => parse_timestamp(b)
             .or_else(|| parse_date(b).map(|d| d.and_time(NaiveTime::MIN)))
             .map(Value::Timestamp),
-        ColumnType::Text => return parse_text(raw).map(Value::Text),
+        ColumnType::Text => return check_text(raw).map(|()| Value::Text(raw)),
     };
     parsed.ok_or(ParseFailure::Mismatch)
 }
 
-fn parse_text(raw: &[u8]) -> Result<&str, ParseFailure> {
-    let text = std::str::from_utf8(raw).map_err(|_| ParseFailure::InvalidUtf8)?;
-    if raw.contains(&0) {
+/// Checks that `raw` can be stored as text: valid UTF-8 without NUL bytes.
+pub(crate) fn check_text(raw: &[u8]) -> Result<(), ParseFailure> {
+    std::str::from_utf8(raw).map_err(|_| ParseFailure::InvalidUtf8)?;
+    if memchr::memchr(0, raw).is_some() {
         return Err(ParseFailure::NulByte);
     }
-    Ok(text)
+    Ok(())
 }
 
 fn parse_bool(b: &[u8]) -> Option<bool> {
@@ -412,7 +413,7 @@ mod tests {
         assert_eq!(parse(ColumnType::Text, b"a\0b"), Err(ParseFailure::NulByte));
         assert_eq!(
             parse(ColumnType::Text, b" kept "),
-            Ok(Value::Text(" kept "))
+            Ok(Value::Text(b" kept "))
         );
     }
 

@@ -1,6 +1,9 @@
-//! Loading into PostgreSQL: one transaction; the staging file goes as it is through
-//! `COPY ... FROM STDIN (FORMAT binary)` into a temp table, then one `INSERT ... SELECT` (with
-//! `ON CONFLICT` when there are key columns) moves the rows into the table.
+//! Loading into PostgreSQL: one transaction; the staging file goes through
+//! `COPY ... FROM STDIN (FORMAT binary)`. Without key columns, into a table whose column types
+//! are exactly the staged ones (always so for a table the load creates), the rows are copied
+//! straight in (`FREEZE` for a new table). Otherwise they are copied into a temp table and one
+//! `INSERT ... SELECT` (with `ON CONFLICT` when there are key columns) moves them into the
+//! table, converting types where the table's differ.
 //!
 //! Types: bigint, double precision, date, timestamp (UTC; the transaction sets `TimeZone` to
 //! UTC so a `timestamptz` column reads them right), boolean, text. TLS: `sslmode=require`
@@ -12,10 +15,10 @@ use std::path::Path;
 use std::pin::pin;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use credchain_core::{redact_url, Secret};
 use futures::SinkExt;
-use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls, Transaction};
 
@@ -23,12 +26,15 @@ use super::{check_columns, ExistingColumn, LoadError, LoadPlan, Outcome};
 use crate::etl::error::EtlError;
 use crate::etl::ident;
 use crate::etl::observer::{LogLevel, PipelineObserver, Step};
+use crate::etl::staging::{self, StagingReader};
 use crate::etl::value::ColumnType;
 
 /// How long to wait for the server when the URL sets no `connect_timeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of the staging file sent per COPY message.
 const COPY_CHUNK: usize = 256 * 1024;
+/// Chunks read ahead of the connection.
+const CHUNKS_AHEAD: usize = 4;
 /// The column of the temp table that holds the source line.
 const LINE_COLUMN: &str = "__credchain_line";
 /// SQLSTATE of "no unique or exclusion constraint matching the ON CONFLICT specification".
@@ -52,23 +58,34 @@ pub(crate) async fn load(
     tx.batch_execute("SET LOCAL TimeZone = 'UTC'")
         .await
         .map_err(run("set the time zone"))?;
-    let created = prepare_table(&tx, plan, obs).await?;
-    let stage = format!("credchain_stage_{}", uuid::Uuid::new_v4().simple());
-    tx.batch_execute(&temp_table_sql(plan, &stage))
-        .await
-        .map_err(run("create the staging table"))?;
-    copy_staging(&tx, plan, &stage, staging, obs).await?;
-    obs.log(
-        Step::Load,
-        LogLevel::Debug,
-        &format!("moving {} rows into {}", plan.rows, plan.table),
-    );
-    let changed = tx
-        .execute(&insert_sql(plan, &stage), &[])
-        .await
-        .map_err(run("insert the rows"))?;
+    let table = prepare_table(&tx, plan, obs).await?;
+    let changed = if plan.keys.is_empty() && table.exact_types {
+        // Straight into the table; FREEZE spares vacuuming rows of a table made just now.
+        let freeze = if table.created { ", FREEZE" } else { "" };
+        let copy = format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary{freeze})",
+            plan.quoted_table(),
+            plan.column_list()
+        );
+        copy_staging(&tx, plan, &copy, staging, true, obs).await?
+    } else {
+        let stage = format!("credchain_stage_{}", uuid::Uuid::new_v4().simple());
+        tx.batch_execute(&temp_table_sql(plan, &stage))
+            .await
+            .map_err(run("create the staging table"))?;
+        let copy = format!("COPY {} FROM STDIN (FORMAT binary)", ident::quote(&stage));
+        copy_staging(&tx, plan, &copy, staging, false, obs).await?;
+        let message = format!("moving {} rows into {}", plan.rows, plan.table);
+        obs.log(Step::Load, LogLevel::Debug, &message);
+        tx.execute(&insert_sql(plan, &stage), &[])
+            .await
+            .map_err(run("insert the rows"))?
+    };
     tx.commit().await.map_err(run("commit"))?;
-    Ok(Outcome { created, changed })
+    Ok(Outcome {
+        created: table.created,
+        changed,
+    })
 }
 
 async fn connect(
@@ -131,12 +148,21 @@ fn run_error(plan: &LoadPlan, action: &'static str, source: tokio_postgres::Erro
     }
 }
 
-/// Creates the table, or checks the one that exists. True if created.
+/// What the load found of the table.
+struct TableState {
+    /// The load created it.
+    created: bool,
+    /// Every source column has exactly the type the staging file holds, so binary COPY can
+    /// write into it directly.
+    exact_types: bool,
+}
+
+/// Creates the table, or checks the one that exists.
 async fn prepare_table(
     tx: &Transaction<'_>,
     plan: &LoadPlan,
     obs: &dyn PipelineObserver,
-) -> Result<bool, LoadError> {
+) -> Result<TableState, LoadError> {
     let run = |action| move |source| run_error(plan, action, source);
     let rows = tx
         .query(
@@ -156,7 +182,10 @@ async fn prepare_table(
             LogLevel::Info,
             &format!("created table {}", plan.table),
         );
-        return Ok(true);
+        return Ok(TableState {
+            created: true,
+            exact_types: true,
+        });
     }
     let existing: Vec<ExistingColumn> = rows
         .iter()
@@ -178,7 +207,15 @@ async fn prepare_table(
         let message = format!("replacing the {deleted} rows of {}", plan.table);
         obs.log(Step::Load, LogLevel::Info, &message);
     }
-    Ok(false)
+    let exact_types = plan.columns.iter().all(|c| {
+        existing
+            .iter()
+            .any(|e| e.name == c.name && e.declared == sql_type(c.ty))
+    });
+    Ok(TableState {
+        created: false,
+        exact_types,
+    })
 }
 
 fn sql_type(ty: ColumnType) -> &'static str {
@@ -220,44 +257,85 @@ fn temp_table_sql(plan: &LoadPlan, stage: &str) -> String {
     )
 }
 
-/// Streams the staging file into the temp table; progress is estimated from the bytes sent.
+/// Streams the staging file through `copy` (as stored, or without the line column); returns
+/// the rows copied. A blocking thread reads the file while rows go out; progress is estimated
+/// from the bytes sent.
 async fn copy_staging(
     tx: &Transaction<'_>,
     plan: &LoadPlan,
-    stage: &str,
+    copy: &str,
     staging: &Path,
+    without_line: bool,
     obs: &dyn PipelineObserver,
-) -> Result<(), LoadError> {
+) -> Result<u64, LoadError> {
     let run = |action| move |source| run_error(plan, action, source);
-    let mut file = tokio::fs::File::open(staging)
-        .await
-        .map_err(LoadError::ReadStaging)?;
-    let total = file
-        .metadata()
-        .await
+    let total = std::fs::metadata(staging)
         .map_err(LoadError::ReadStaging)?
         .len()
         .max(1);
-    let copy = format!("COPY {} FROM STDIN (FORMAT binary)", ident::quote(stage));
-    let sink = tx.copy_in(&copy).await.map_err(run("start the copy"))?;
+    let (chunks_tx, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
+    let (path, types) = (
+        staging.to_path_buf(),
+        plan.columns.iter().map(|c| c.ty).collect(),
+    );
+    let reader = tokio::task::spawn_blocking(move || {
+        if let Err(e) = read_chunks(&path, types, without_line, &chunks_tx) {
+            let _ = chunks_tx.blocking_send(Err(e));
+        }
+    });
+    let sink = tx.copy_in(copy).await.map_err(run("start the copy"))?;
     let mut sink = pin!(sink);
     let mut sent = 0u64;
-    loop {
-        let mut chunk = BytesMut::with_capacity(COPY_CHUNK);
-        let n = file
-            .read_buf(&mut chunk)
-            .await
-            .map_err(LoadError::ReadStaging)?;
-        if n == 0 {
-            break;
-        }
-        sent += n as u64;
-        sink.send(chunk.freeze())
-            .await
-            .map_err(run("copy the rows"))?;
-        obs.progress(Step::Load, plan.rows * sent / total, Some(plan.rows));
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk.map_err(LoadError::ReadStaging)?;
+        sent += chunk.len() as u64;
+        sink.send(chunk).await.map_err(run("copy the rows"))?;
+        obs.progress(
+            Step::Load,
+            (plan.rows * sent / total).min(plan.rows),
+            Some(plan.rows),
+        );
     }
-    sink.as_mut().finish().await.map_err(run("copy the rows"))?;
+    let _ = reader.await;
+    let rows = sink.as_mut().finish().await.map_err(run("copy the rows"))?;
+    obs.progress(Step::Load, plan.rows, Some(plan.rows));
+    Ok(rows)
+}
+
+/// Sends the staging file in chunks of about [`COPY_CHUNK`] bytes (blocking).
+fn read_chunks(
+    path: &Path,
+    types: Vec<ColumnType>,
+    without_line: bool,
+    out: &mpsc::Sender<std::io::Result<Bytes>>,
+) -> std::io::Result<()> {
+    let send = |chunk: Vec<u8>| out.blocking_send(Ok(Bytes::from(chunk))).is_ok();
+    if !without_line {
+        let mut file = std::fs::File::open(path)?;
+        loop {
+            let mut chunk = vec![0; COPY_CHUNK];
+            let n = std::io::Read::read(&mut file, &mut chunk)?;
+            chunk.truncate(n);
+            if n == 0 || !send(chunk) {
+                return Ok(());
+            }
+        }
+    }
+    let mut reader = StagingReader::open(path, types)?;
+    let mut chunk = staging::stream_header();
+    while reader.advance()?.is_some() {
+        reader.write_row_without_line(&mut chunk);
+        if chunk.len() >= COPY_CHUNK
+            && !send(std::mem::replace(
+                &mut chunk,
+                Vec::with_capacity(COPY_CHUNK + 4096),
+            ))
+        {
+            return Ok(());
+        }
+    }
+    chunk.extend_from_slice(&staging::stream_trailer());
+    send(chunk);
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! Loading into SQLite: one `BEGIN IMMEDIATE` transaction, one prepared statement reused for
-//! every row, parameters bound by position straight from the staging file.
+//! Loading into SQLite: one `BEGIN IMMEDIATE` transaction; prepared statements reused for
+//! every row, each inserting up to 64 rows, with parameters bound by position straight from
+//! the staging file. A failed statement is replayed row by row to name the failing line.
 //!
 //! Storage: integer and boolean (0/1) as INTEGER, real as REAL, date (`YYYY-MM-DD`) and
 //! timestamp (`YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC) as TEXT, which sorts and compares like the
@@ -23,6 +24,10 @@ use crate::etl::value::{write_date, write_timestamp, ColumnType};
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Page cache for the load, in KiB (negative `cache_size` means KiB).
 const CACHE_KIB: i64 = 16 * 1024;
+/// Parameters one statement may have in every SQLite since 3.0 (newer ones allow 32766).
+const MAX_PARAMS: usize = 999;
+/// More rows per statement gains little past this.
+const MAX_ROWS_PER_INSERT: usize = 64;
 
 /// Loads the staging file into the SQLite file `path` (blocking). If the file did not exist
 /// and the load fails, the empty file is removed again.
@@ -163,13 +168,26 @@ fn affinity(declared: &str) -> ColumnType {
     }
 }
 
-fn insert_sql(plan: &LoadPlan) -> String {
-    let params: Vec<String> = (1..=plan.columns.len()).map(|i| format!("?{i}")).collect();
+/// How many rows one INSERT statement takes: as many as fit in [`MAX_PARAMS`] parameters, at
+/// most [`MAX_ROWS_PER_INSERT`]. Fewer statement runs per row is most of SQLite's bulk speed.
+fn rows_per_insert(columns: usize) -> usize {
+    (MAX_PARAMS / columns.max(1)).clamp(1, MAX_ROWS_PER_INSERT)
+}
+
+/// `INSERT INTO t (cols) VALUES (?, ...), ... (rows times)`, with the upsert clause.
+fn insert_sql(plan: &LoadPlan, rows: usize) -> String {
+    let width = plan.columns.len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=width).map(|c| format!("?{}", r * width + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
     let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
+        "INSERT INTO {} ({}) VALUES {}",
         plan.quoted_table(),
         plan.column_list(),
-        params.join(", ")
+        tuples.join(", ")
     );
     if plan.keys.is_empty() {
         return sql;
@@ -196,34 +214,108 @@ fn insert_sql(plan: &LoadPlan) -> String {
     sql
 }
 
+/// The rows bound to the multi-row statement so far, kept as stored so a failed batch can be
+/// replayed row by row to name the failing line.
+struct Batch {
+    rows: usize,
+    raw: Vec<u8>,
+}
+
 fn insert_rows(
     tx: &Transaction<'_>,
     plan: &LoadPlan,
     staging: &Path,
     reporter: &Reporter,
 ) -> Result<u64, EtlError> {
-    let mut stmt = tx
-        .prepare(&insert_sql(plan))
-        .map_err(|source| prepare_error(plan, source))?;
-    let types = plan.columns.iter().map(|c| c.ty).collect();
-    let mut reader = StagingReader::open(staging, types).map_err(LoadError::ReadStaging)?;
+    let width = plan.columns.len();
+    let per_insert = rows_per_insert(width);
+    let prepare = |rows| {
+        tx.prepare(&insert_sql(plan, rows))
+            .map_err(|e| prepare_error(plan, e))
+    };
+    let (mut many, mut one) = (prepare(per_insert)?, prepare(1)?);
+    let types: Vec<ColumnType> = plan.columns.iter().map(|c| c.ty).collect();
+    let mut reader = StagingReader::open(staging, types.clone()).map_err(LoadError::ReadStaging)?;
+    let mut batch = Batch {
+        rows: 0,
+        raw: Vec::with_capacity(64 * 1024),
+    };
     let mut scratch = Vec::with_capacity(32);
     let (mut done, mut changed) = (0u64, 0u64);
     while let Some(line) = reader.advance().map_err(LoadError::ReadStaging)? {
-        let insert_error = |source| LoadError::InsertRow {
-            line,
-            table: plan.table.clone(),
-            source,
-        };
-        for i in 0..plan.columns.len() {
-            bind(&mut stmt, i + 1, reader.field(i), &mut scratch).map_err(insert_error)?;
+        batch.raw.extend_from_slice(reader.row_bytes());
+        for i in 0..width {
+            let index = batch.rows * width + i + 1;
+            bind(&mut many, index, reader.field(i), &mut scratch)
+                .map_err(|source| insert_error(plan, line, source))?;
         }
-        changed += stmt.raw_execute().map_err(insert_error)? as u64;
+        batch.rows += 1;
+        if batch.rows == per_insert {
+            changed += run_batch(&mut many, &mut one, plan, &types, &mut batch)?;
+        }
         done += 1;
         reporter.tick(done)?;
     }
+    // The last, partial batch goes row by row.
+    changed += insert_one_by_one(&mut one, plan, &types, std::mem::take(&mut batch.raw))?;
     reporter.progress(done);
     Ok(changed)
+}
+
+/// Runs the full multi-row statement. When it fails, SQLite has undone the statement; the
+/// batch is replayed row by row, which stops at the failing row and names its line.
+fn run_batch(
+    many: &mut Statement<'_>,
+    one: &mut Statement<'_>,
+    plan: &LoadPlan,
+    types: &[ColumnType],
+    batch: &mut Batch,
+) -> Result<u64, LoadError> {
+    let raw = std::mem::take(&mut batch.raw);
+    batch.rows = 0;
+    match many.raw_execute() {
+        Ok(changed) => {
+            batch.raw = raw;
+            batch.raw.clear();
+            Ok(changed as u64)
+        }
+        Err(source) => {
+            insert_one_by_one(one, plan, types, raw)?;
+            Err(LoadError::RunSqlite {
+                action: "insert a batch of rows",
+                table: plan.table.clone(),
+                source,
+            })
+        }
+    }
+}
+
+/// Inserts stored rows one statement each.
+fn insert_one_by_one(
+    one: &mut Statement<'_>,
+    plan: &LoadPlan,
+    types: &[ColumnType],
+    raw: Vec<u8>,
+) -> Result<u64, LoadError> {
+    let mut reader = StagingReader::from_rows(raw, types.to_vec());
+    let mut scratch = Vec::new();
+    let mut changed = 0;
+    while let Some(line) = reader.advance().map_err(LoadError::ReadStaging)? {
+        let fail = |source| insert_error(plan, line, source);
+        for i in 0..types.len() {
+            bind(one, i + 1, reader.field(i), &mut scratch).map_err(fail)?;
+        }
+        changed += one.raw_execute().map_err(fail)? as u64;
+    }
+    Ok(changed)
+}
+
+fn insert_error(plan: &LoadPlan, line: u64, source: rusqlite::Error) -> LoadError {
+    LoadError::InsertRow {
+        line,
+        table: plan.table.clone(),
+        source,
+    }
 }
 
 fn prepare_error(plan: &LoadPlan, source: rusqlite::Error) -> LoadError {
@@ -292,8 +384,12 @@ mod tests {
     fn upsert_updates_only_changed_rows() {
         let ty = ColumnType::Integer;
         let plan = plan(vec![column("id", ty, 1), column("v", ty, 1)], vec![0]);
+        assert_eq!(rows_per_insert(15), 64);
+        assert_eq!(rows_per_insert(100), 9);
+        assert_eq!(rows_per_insert(2000), 1);
+        assert!(insert_sql(&plan, 2).contains("VALUES (?1, ?2), (?3, ?4) ON CONFLICT"));
         assert_eq!(
-            insert_sql(&plan),
+            insert_sql(&plan, 1),
             "INSERT INTO \"etl\".\"t\" (\"id\", \"v\") VALUES (?1, ?2) ON CONFLICT (\"id\") DO UPDATE \
              SET \"v\" = excluded.\"v\" WHERE \"v\" IS NOT excluded.\"v\""
         );
