@@ -69,9 +69,22 @@ impl From<String> for Secret {
     }
 }
 
+/// Query parameters whose values are masked when a URL is printed.
+const SECRET_QUERY_KEYS: [&str; 8] = [
+    "token",
+    "key",
+    "api_key",
+    "apikey",
+    "password",
+    "secret",
+    "sig",
+    "signature",
+];
+
 /// A URL made safe to print: a password becomes `***`, and so does a token in the user part
-/// when there is no password (`https://TOKEN@host`). Text that does not parse as a URL but has
-/// an `@` after a scheme is redacted up to the `@`.
+/// when there is no password (`https://TOKEN@host`), and the value of a query parameter named
+/// like a credential (`?token=...`). Text that does not parse as a URL but has an `@` is masked
+/// up to that `@` (after the `scheme://`, when there is one).
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut url) => {
@@ -80,15 +93,34 @@ pub fn redact_url(raw: &str) -> String {
             } else if !url.username().is_empty() && url.scheme().starts_with("http") {
                 let _ = url.set_username("***");
             }
+            mask_query(&mut url);
             url.to_string()
         }
-        Err(_) => match (raw.find("://"), raw.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => {
-                format!("{}***{}", &raw[..scheme_end + 3], &raw[at..])
+        Err(_) => match raw.rfind('@') {
+            Some(at) => {
+                let keep = raw.find("://").map_or(0, |i| i + 3).min(at);
+                format!("{}***{}", &raw[..keep], &raw[at..])
             }
-            _ => raw.to_string(),
+            None => raw.to_string(),
         },
     }
+}
+
+fn mask_query(url: &mut url::Url) {
+    if url.query().is_none() {
+        return;
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let secret = SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str());
+            (
+                k.into_owned(),
+                if secret { "***".into() } else { v.into_owned() },
+            )
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
 }
 
 #[cfg(test)]
@@ -126,6 +158,19 @@ mod tests {
             redact_url("http://127.0.0.1:4200/api"),
             "http://127.0.0.1:4200/api"
         );
+    }
+
+    #[test]
+    fn url_missing_its_colon_is_masked_before_the_at() {
+        let out = redact_url("http//admin:FAKEpass@127.0.0.1:1/api");
+        assert_eq!(out, "***@127.0.0.1:1/api");
+    }
+
+    #[test]
+    fn credential_query_values_are_masked() {
+        let out = redact_url("https://h.example/api?token=FAKEtok&x=1");
+        assert!(!out.contains("FAKEtok"), "{out}");
+        assert!(out.contains("x=1"), "{out}");
     }
 
     #[test]
