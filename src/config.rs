@@ -5,9 +5,10 @@
 //! 2. the `CREDCHAIN_CONFIG` environment variable;
 //! 3. `./credchain.toml`.
 //!
-//! Without a config file the chain is the process environment, then `./.env` (or the
-//! `--env-file`), which is the development setup. Unknown fields and bad values are errors that
-//! name the file, the line and the field, and never the value.
+//! Without a config file, or with one that has no `[[sources]]`, the chain is the process
+//! environment, then `./.env` (or the `--env-file`), which is the development setup. An
+//! `--env-file` given on the command line must exist. Unknown fields and bad values are errors
+//! that name the file, the line and the field, and never the value.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "credchain.toml";
 pub const CONFIG_ENV_VAR: &str = "CREDCHAIN_CONFIG";
 /// The `.env` file of the default chain.
 pub const DEFAULT_ENV_FILE: &str = ".env";
+/// How `[[sources]]` durations are written, for error hints.
+const DURATION_HINT: &str = "durations look like 30s, 5m, 1h";
 /// The keys every project has, all optional unless the config says otherwise.
 pub const DEFAULT_KEYS: [&str; 3] = [
     "PREFECT_API_URL",
@@ -74,6 +77,12 @@ pub enum ConfigError {
         line: usize,
         /// What is wrong, with any quoted value removed.
         message: String,
+    },
+    /// The `--env-file` given on the command line does not exist.
+    #[error("env file {} given with --env-file does not exist", path.display())]
+    MissingEnvFile {
+        /// The file.
+        path: PathBuf,
     },
     /// A `[[sources]]` table could not be turned into a source.
     #[error("{}:{line}: source `{name}`: {}", path.display(), error)]
@@ -246,6 +255,11 @@ pub struct ConfigRequest {
 impl Config {
     /// Finds and loads the configuration.
     pub fn load(request: &ConfigRequest, env: Arc<dyn Environment>) -> Result<Config, ConfigError> {
+        if let Some(path) = request.env_file.as_deref().filter(|p| !p.is_file()) {
+            return Err(ConfigError::MissingEnvFile {
+                path: path.to_path_buf(),
+            });
+        }
         match find_config(request, env.as_ref()) {
             Some(path) => Self::load_file(&path, request.env_file.as_deref(), env),
             None => Ok(Self::development(request.env_file.as_deref(), env)),
@@ -254,15 +268,10 @@ impl Config {
 
     /// The chain without a config file: the environment, then the `.env` file.
     pub fn development(env_file: Option<&Path>, env: Arc<dyn Environment>) -> Config {
-        let env_file = env_file.unwrap_or(Path::new(DEFAULT_ENV_FILE));
-        let links = sources::default_chain(env_file, env)
-            .into_iter()
-            .map(|(settings, source)| Link { source, settings })
-            .collect();
         Config {
             path: None,
             keys: merge_keys(BTreeMap::new()),
-            chain: Chain::new(links),
+            chain: Chain::new(default_links(env_file, env)),
             prefect: PrefectSettings::default(),
             concurrency: ConcurrencyConfig::default(),
             pipeline: None,
@@ -308,6 +317,9 @@ impl Config {
             })?;
             links.push(link);
         }
+        if links.is_empty() {
+            links = default_links(env_file, env);
+        }
         let pipeline = raw.pipeline.map(|spanned| Section {
             line: line_of(&text, spanned.span().start),
             table: spanned.into_inner(),
@@ -330,6 +342,15 @@ impl Config {
             .iter()
             .any(|k| k.name == key && k.need == Need::Required)
     }
+}
+
+/// The development chain: the environment, then the `.env` file (`--env-file` or `./.env`).
+fn default_links(env_file: Option<&Path>, env: Arc<dyn Environment>) -> Vec<Link> {
+    let env_file = env_file.unwrap_or(Path::new(DEFAULT_ENV_FILE));
+    sources::default_chain(env_file, env)
+        .into_iter()
+        .map(|(settings, source)| Link { source, settings })
+        .collect()
 }
 
 fn find_config(request: &ConfigRequest, env: &dyn Environment) -> Option<PathBuf> {
@@ -382,19 +403,24 @@ fn build_link(
     env_file: Option<&Path>,
     env: Arc<dyn Environment>,
 ) -> Result<Link, (String, SourceError)> {
-    let fallback = format!("#{}", index + 1);
+    let label = ["name", "type"]
+        .iter()
+        .find_map(|field| table.get(*field).and_then(toml::Value::as_str))
+        .map_or_else(|| format!("#{}", index + 1), str::to_string);
     let mut common = toml::Table::new();
     for field in credchain_core::COMMON_SOURCE_FIELDS {
         if let Some(value) = table.remove(field) {
             common.insert(field.to_string(), value);
         }
     }
+    let hint = common_hint(&common);
     let common: Common = common.try_into().map_err(|e: toml::de::Error| {
-        (
-            fallback.clone(),
-            SourceError::invalid(scrub(e.message()))
-                .with_hint("every source needs `type = \"...\"`"),
-        )
+        let error = SourceError::invalid(scrub(e.message()));
+        let error = match &hint {
+            Some(hint) => error.with_hint(*hint),
+            None => error,
+        };
+        (label.clone(), error)
     })?;
     let name = common.name.clone().unwrap_or_else(|| common.kind.clone());
     if common.kind == "dotenv" {
@@ -418,6 +444,22 @@ fn build_link(
     let source = sources::build(&common.kind, settings.clone(), table, env)
         .map_err(|error| (name.clone(), error))?;
     Ok(Link { source, settings })
+}
+
+/// What to say about common fields that did not parse: `type` is missing, or a duration is not
+/// written like one.
+fn common_hint(common: &toml::Table) -> Option<&'static str> {
+    if !common.contains_key("type") {
+        return Some("every source needs `type = \"...\"`");
+    }
+    let bad_duration = ["refresh_interval", "max_stale"].iter().any(|field| {
+        common.get(*field).is_some_and(|value| {
+            value
+                .as_str()
+                .is_none_or(|text| humantime::parse_duration(text).is_err())
+        })
+    });
+    bad_duration.then_some(DURATION_HINT)
 }
 
 /// 1-based line number of a byte offset.
@@ -478,5 +520,69 @@ mod tests {
         assert_eq!(keys.len(), 4);
         assert_eq!(keys[1].need, Need::Required);
         assert_eq!(keys[3].name, "DATABASE_URL");
+    }
+
+    fn load_text(text: &str, env_file: Option<&Path>) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credchain.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = Arc::new(credchain_core::MapEnv::new([(
+            "PREFECT_API_URL",
+            "http://x",
+        )]));
+        Config::load_file(&path, env_file, env)
+    }
+
+    fn build_error(text: &str) -> String {
+        let error = load_text(text, None).unwrap_err();
+        let hint = match &error {
+            ConfigError::BuildSource { error, .. } => error.hint().unwrap_or("").to_string(),
+            _ => String::new(),
+        };
+        format!("{error} | {hint}")
+    }
+
+    #[test]
+    fn config_without_sources_uses_the_development_chain() {
+        let config = load_text("[prefect]\nmax_retries = 1\n", None).unwrap();
+        let names: Vec<_> = config
+            .chain
+            .links()
+            .iter()
+            .map(|l| l.settings.name.clone())
+            .collect();
+        assert_eq!(names, ["env", "dotenv"]);
+    }
+
+    #[test]
+    fn explicit_env_file_must_exist() {
+        let request = ConfigRequest {
+            config: None,
+            env_file: Some(PathBuf::from("/nonexistent/credchain-test.env")),
+        };
+        let env = Arc::new(credchain_core::MapEnv::new([("X", "y")]));
+        let error = Config::load(&request, env).unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("/nonexistent/credchain-test.env"));
+    }
+
+    #[test]
+    fn bad_common_field_names_the_source_by_type_or_name() {
+        let text = "[[sources]]\ntype = \"env\"\n[[sources]]\ntype = \"dotenv\"\noptional = 3\n";
+        let message = build_error(text);
+        assert!(message.contains("source `dotenv`"), "{message}");
+        assert!(!message.contains("every source needs"), "{message}");
+        let named = "[[sources]]\ntype = \"env\"\nname = \"shell\"\noptional = 3\n";
+        assert!(build_error(named).contains("source `shell`"));
+    }
+
+    #[test]
+    fn missing_type_and_bad_duration_get_their_own_hints() {
+        let message = build_error("[[sources]]\noptional = true\n");
+        assert!(message.contains("source `#1`"), "{message}");
+        assert!(message.contains("every source needs `type"), "{message}");
+        let message = build_error("[[sources]]\ntype = \"env\"\nmax_stale = \"soon\"\n");
+        assert!(message.contains("30s, 5m, 1h"), "{message}");
     }
 }

@@ -127,6 +127,9 @@ impl From<ConfigError> for Failure {
     fn from(error: ConfigError) -> Self {
         let hint = match &error {
             ConfigError::BuildSource { error, .. } => error.hint().map(str::to_string),
+            ConfigError::MissingEnvFile { .. } => {
+                Some("check the --env-file path, or leave it out to use ./.env".into())
+            }
             _ => None,
         };
         let mut failure = Failure::new(Exit::Usage, error);
