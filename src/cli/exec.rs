@@ -11,6 +11,11 @@ use super::{CmdResult, Context};
 use crate::chain::ResolveError;
 use crate::exit::{Exit, Failure};
 
+/// The shell's exit code for a command that does not exist.
+const NOT_FOUND_EXIT: u8 = 127;
+/// The shell's exit code for a command that exists but cannot be executed.
+const NOT_EXECUTABLE_EXIT: u8 = 126;
+
 /// Flags of `credchain exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
@@ -49,7 +54,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> CmdResult {
         command.env(name, value.expose());
     }
     let mut child = command.spawn().map_err(|e| {
-        Failure::new(Exit::Usage, e).hint(format!(
+        Failure::new(spawn_exit(&e), e).hint(format!(
             "check that `{}` exists and is executable",
             program.to_string_lossy()
         ))
@@ -57,6 +62,16 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> CmdResult {
     drop(vars);
     let status = wait_forwarding_signals(&mut child).await?;
     Ok(Exit::Passthrough(status_code(status)))
+}
+
+/// The exit code of a command that could not start, as a shell gives it: 127 when it does not
+/// exist, 126 when it cannot be executed, 2 for anything else.
+fn spawn_exit(error: &std::io::Error) -> Exit {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => Exit::Passthrough(NOT_FOUND_EXIT),
+        std::io::ErrorKind::PermissionDenied => Exit::Passthrough(NOT_EXECUTABLE_EXIT),
+        _ => Exit::Usage,
+    }
 }
 
 async fn wait_forwarding_signals(
@@ -85,5 +100,18 @@ fn status_code(status: std::process::ExitStatus) -> u8 {
         (Some(code), _) => code as u8,
         (None, Some(signal)) => 128u8.saturating_add(signal as u8),
         (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_errors_exit_like_a_shell() {
+        let code = |kind| spawn_exit(&std::io::Error::from(kind)).code();
+        assert_eq!(code(std::io::ErrorKind::NotFound), 127);
+        assert_eq!(code(std::io::ErrorKind::PermissionDenied), 126);
+        assert_eq!(code(std::io::ErrorKind::InvalidInput), 2);
     }
 }

@@ -87,7 +87,10 @@ pub enum Command {
     /// Run a command with the resolved keys added to its environment.
     #[command(
         after_help = "Examples:\n  credchain exec -- env\n  credchain exec -- python flow.py\n\n\
-The child's exit code is passed through; SIGINT and SIGTERM are forwarded to it."
+The child's exit code is passed through; SIGINT and SIGTERM are forwarded to it. A command \
+that does not exist exits 127, one that cannot be executed 126.\n\n\
+Only the keys the config declares are passed (PREFECT_API_URL, PREFECT_API_KEY and \
+PREFECT_API_AUTH_STRING by default, plus the config's [keys]), not the whole .env."
     )]
     Exec(exec::ExecArgs),
     /// Connect and authenticate to Prefect, and say precisely what is wrong if anything is.

@@ -1,0 +1,48 @@
+//! Command-line behaviour a new user meets first: exit codes of `exec`, a missing `--env-file`,
+//! a config without sources, and JSON output on failure.
+
+mod support;
+
+use support::{run_credchain, Cli};
+
+#[test]
+fn exec_of_a_missing_command_exits_127() {
+    let out = run_credchain(&["exec", "--", "credchain-no-such-command"], &[]);
+    assert_eq!(out.code, Some(127), "{}", out.stderr);
+    assert!(out.stderr.contains("error:"), "{}", out.stderr);
+}
+
+#[test]
+fn exec_of_a_non_executable_file_exits_126() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("script"), "echo hi\n").unwrap();
+    let out = Cli::new()
+        .args(["exec", "--", "./script"])
+        .cwd(dir.path())
+        .run();
+    assert_eq!(out.code, Some(126), "{}", out.stderr);
+}
+
+#[test]
+fn missing_explicit_env_file_is_a_config_error_naming_it() {
+    let out = run_credchain(&["--env-file", "missing.env", "resolve"], &[]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("missing.env"), "{}", out.stderr);
+}
+
+#[test]
+fn config_without_sources_reads_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("credchain.toml"),
+        "[prefect]\nmax_retries = 1\n",
+    )
+    .unwrap();
+    let out = Cli::new()
+        .args(["resolve", "PREFECT_API_URL", "--json"])
+        .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        .cwd(dir.path())
+        .run();
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("env"), "{}", out.stdout);
+}
