@@ -46,3 +46,25 @@ fn config_without_sources_reads_the_environment() {
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("env"), "{}", out.stdout);
 }
+
+#[test]
+fn json_failure_prints_one_document_on_stdout() {
+    let out = run_credchain(&["--env-file", "missing.env", "resolve", "--json"], &[]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.stdout);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["error"]["kind"], "usage");
+    assert_eq!(doc["error"]["exit"], 2);
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("missing.env"));
+}
+
+#[test]
+fn check_json_failure_prints_its_own_document_once() {
+    let out = run_credchain(&["check", "--json"], &[]);
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.stdout);
+    assert_eq!(doc["ok"], false);
+}

@@ -125,8 +125,66 @@ pub struct Context {
     pub verbosity: u8,
 }
 
-/// Loads the configuration and runs the command.
+/// Loads the configuration and runs the command. With `--json`, a failure is also printed as
+/// one JSON document on stdout (`main` still prints it for humans on stderr).
 pub async fn run(cli: Cli) -> CmdResult {
+    let json = wants_json(&cli.command);
+    let result = run_command(cli).await;
+    if let Err(failure) = &result {
+        if json {
+            print_failure_json(failure);
+        }
+    }
+    result
+}
+
+/// Whether the command was asked for JSON output.
+fn wants_json(command: &Command) -> bool {
+    match command {
+        Command::Resolve(args) => args.json,
+        Command::Check(args) => args.json,
+        Command::Concurrency(concurrency::ConcurrencyCommand::Setup(args)) => args.json,
+        Command::Concurrency(concurrency::ConcurrencyCommand::List(args)) => args.json,
+        Command::Run(args) => args.json,
+        Command::Doctor(args) => args.json,
+        Command::Get(_) | Command::Exec(_) | Command::Serve(_) => false,
+    }
+}
+
+/// The stable name of an exit code in JSON output.
+fn exit_kind(exit: Exit) -> &'static str {
+    match exit {
+        Exit::Success => "ok",
+        Exit::WorkFailed => "work_failed",
+        Exit::Usage => "usage",
+        Exit::KeyNotFound => "key_not_found",
+        Exit::Unauthorized => "unauthorized",
+        Exit::Forbidden => "forbidden",
+        Exit::Unreachable => "unreachable",
+        Exit::Passthrough(_) => "command_failed",
+    }
+}
+
+/// The `--json` document of a failed command.
+fn failure_json(failure: &Failure) -> serde_json::Value {
+    serde_json::json!({
+        "ok": false,
+        "error": {
+            "kind": exit_kind(failure.exit),
+            "exit": failure.exit.code(),
+            "message": failure.chain_text(),
+            "hint": failure.hint,
+        }
+    })
+}
+
+fn print_failure_json(failure: &Failure) {
+    if let Ok(text) = serde_json::to_string_pretty(&failure_json(failure)) {
+        println!("{text}");
+    }
+}
+
+async fn run_command(cli: Cli) -> CmdResult {
     let env: Arc<dyn Environment> = Arc::new(ProcessEnv);
     let request = ConfigRequest {
         config: cli.global.config.clone(),
@@ -196,4 +254,33 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
         serde_json::to_string_pretty(value).map_err(|e| Failure::new(Exit::WorkFailed, e))?;
     println!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_json_names_the_exit_and_keeps_the_hint() {
+        let failure = Failure::msg(Exit::KeyNotFound, "key X not found").hint("set X");
+        let value = failure_json(&failure);
+        assert_eq!(value["ok"], false);
+        assert_eq!(value["error"]["kind"], "key_not_found");
+        assert_eq!(value["error"]["exit"], 3);
+        assert_eq!(value["error"]["message"], "key X not found");
+        assert_eq!(value["error"]["hint"], "set X");
+    }
+
+    #[test]
+    fn only_json_invocations_want_json() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().command;
+        assert!(wants_json(&parse(&["credchain", "resolve", "--json"])));
+        assert!(wants_json(&parse(&[
+            "credchain",
+            "concurrency",
+            "list",
+            "--json"
+        ])));
+        assert!(!wants_json(&parse(&["credchain", "resolve"])));
+    }
 }
