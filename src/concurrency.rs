@@ -80,7 +80,66 @@ pub struct SetupReport {
     pub not_in_config: Vec<String>,
 }
 
-/// Makes the server's limits match `config`. With `dry_run`, only reads.
+/// Characters Prefect refuses in a limit's name (its `Name` pattern is `^[^/%&><]+$`).
+const FORBIDDEN_IN_NAMES: [char; 5] = ['/', '%', '&', '>', '<'];
+
+/// Why the declared limits cannot be applied. Checked before any request, so a bad config
+/// changes nothing on the server.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckLimitsError {
+    /// A name is empty or holds a character Prefect refuses.
+    #[error("concurrency limit `{name}`: names cannot be empty or contain / % & > <")]
+    CheckName {
+        /// The name or tag.
+        name: String,
+    },
+    /// The same limit is declared twice.
+    #[error("concurrency limit `{name}` is declared twice")]
+    CheckDuplicate {
+        /// The server-side name (`tag:<tag>` for tags).
+        name: String,
+    },
+    /// A decay that is negative or not a number.
+    #[error("concurrency limit `{name}`: slot_decay_per_second must be 0 or more")]
+    CheckDecay {
+        /// The limit's name.
+        name: String,
+    },
+}
+
+/// Checks the declared limits the way the server would, before anything is sent: legal names,
+/// no name twice (a tag `t` and a global `tag:t` are the same limit), a decay of 0 or more.
+pub fn check(config: &ConcurrencyConfig) -> Result<(), CheckLimitsError> {
+    let mut seen = std::collections::HashSet::new();
+    let tags = config
+        .tags
+        .iter()
+        .map(|t| (t.tag.as_str(), format!("{TAG_PREFIX}{}", t.tag)));
+    let globals = config
+        .global
+        .iter()
+        .map(|g| (g.name.as_str(), g.name.clone()));
+    for (name, server_name) in tags.chain(globals) {
+        if name.trim().is_empty() || name.contains(FORBIDDEN_IN_NAMES) {
+            return Err(CheckLimitsError::CheckName {
+                name: name.to_string(),
+            });
+        }
+        if !seen.insert(server_name.clone()) {
+            return Err(CheckLimitsError::CheckDuplicate { name: server_name });
+        }
+    }
+    for global in &config.global {
+        if !(global.slot_decay_per_second >= 0.0 && global.slot_decay_per_second.is_finite()) {
+            return Err(CheckLimitsError::CheckDecay {
+                name: global.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Makes the server's limits match `config`. With `dry_run`, only reads. Call [`check`] first.
 pub async fn setup(
     client: &PrefectClient,
     config: &ConcurrencyConfig,
@@ -249,6 +308,45 @@ fn segment(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(tags: &[&str], globals: &[(&str, f64)]) -> ConcurrencyConfig {
+        ConcurrencyConfig {
+            tags: tags
+                .iter()
+                .map(|t| TagLimit {
+                    tag: t.to_string(),
+                    limit: 1,
+                })
+                .collect(),
+            global: globals
+                .iter()
+                .map(|(n, d)| GlobalLimit {
+                    name: n.to_string(),
+                    limit: 1,
+                    slot_decay_per_second: *d,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn check_refuses_names_prefect_refuses() {
+        assert!(check(&limits(&["etl"], &[("etl bad/x", 0.0)])).is_err());
+        assert!(check(&limits(&[" "], &[])).is_err());
+        assert!(check(&limits(&["etl"], &[("etl-db", 0.5)])).is_ok());
+    }
+
+    #[test]
+    fn check_refuses_a_limit_declared_twice() {
+        assert!(check(&limits(&["load", "load"], &[])).is_err());
+        assert!(check(&limits(&["load"], &[("tag:load", 0.0)])).is_err());
+    }
+
+    #[test]
+    fn check_refuses_a_negative_decay() {
+        assert!(check(&limits(&[], &[("rate", -1.0)])).is_err());
+        assert!(check(&limits(&[], &[("rate", f64::NAN)])).is_err());
+    }
 
     #[test]
     fn segment_encodes_spaces_and_slashes() {

@@ -189,3 +189,23 @@ fn write_atomically(path: &Path, value: &str) {
     fs::write(&tmp, value).unwrap();
     fs::rename(&tmp, path).unwrap();
 }
+
+#[test]
+fn serve_refuses_both_cron_and_interval_before_any_request() {
+    let dir = runner_dir(10, "");
+    let config = fs::read_to_string(dir.path().join("credchain.toml")).unwrap();
+    let both = "poll_interval = \"1s\"\ncron = \"0 * * * *\"\ninterval = \"1h\"";
+    fs::write(
+        dir.path().join("credchain.toml"),
+        config.replace("poll_interval = \"1s\"", both),
+    )
+    .unwrap();
+    // Port 9 (discard) is closed here: any request would fail with exit 6, not 2.
+    let out = support::Cli::new()
+        .cwd(dir.path())
+        .args(["serve"])
+        .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        .run();
+    assert_eq!(out.code, Some(2), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("cron"), "{}", out.stderr);
+}

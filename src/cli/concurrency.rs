@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use super::{prefect_client, print_json, CmdResult, Context};
 use crate::concurrency::{self, Change};
 use crate::credentials::Credentials;
-use crate::exit::Exit;
+use crate::exit::{Exit, Failure};
 
 /// `credchain concurrency` subcommands.
 #[derive(Debug, Subcommand)]
@@ -42,6 +42,12 @@ pub struct ListArgs {
 
 /// Runs the command.
 pub async fn run(ctx: &Context, command: ConcurrencyCommand) -> CmdResult {
+    if matches!(command, ConcurrencyCommand::Setup(_)) {
+        concurrency::check(&ctx.config.concurrency).map_err(|e| {
+            Failure::new(Exit::Usage, e)
+                .hint("fix [[concurrency.tags]] / [[concurrency.global]]; nothing was changed")
+        })?;
+    }
     let client = prefect_client(ctx, Credentials::from_config(&ctx.config)).await?;
     match command {
         ConcurrencyCommand::Setup(args) => {

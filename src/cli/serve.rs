@@ -13,6 +13,7 @@ use super::{prefect_client, CmdResult, Context};
 use crate::credentials::Credentials;
 use crate::exit::{Exit, Failure};
 use crate::flow::{self, FlowError, ServeOptions};
+use crate::prefect::RequestError;
 
 /// Flags of `credchain serve`.
 #[derive(Debug, Args)]
@@ -49,12 +50,59 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
         limit: args.limit.unwrap_or(ctx.config.serve.limit),
         config: ctx.config.serve.clone(),
     };
+    check_serve_config(ctx, options.limit)?;
     let stop = stop_on_signal()?;
-    let (completed, failed) = flow::serve(client, options, factory, stop)
+    let served = flow::serve(client, options, factory, stop)
         .await
-        .map_err(flow_failure)?;
-    eprintln!("stopped: {completed} flow run(s) completed, {failed} failed");
+        .map_err(registration_failure)?;
+    eprintln!(
+        "stopped: {} flow run(s) completed, {} failed, {} cancelled",
+        served.completed, served.failed, served.cancelled
+    );
     Ok(Exit::Success)
+}
+
+/// Checks the `[serve]` settings that the server would otherwise refuse with a bare 422.
+fn check_serve_config(ctx: &Context, limit: usize) -> Result<(), Failure> {
+    let serve = &ctx.config.serve;
+    if serve.cron.is_some() && serve.interval.is_some() {
+        return Err(
+            Failure::msg(Exit::Usage, "[serve] sets both `cron` and `interval`")
+                .hint("keep one schedule: `cron = \"0 * * * *\"` or `interval = \"1h\"`"),
+        );
+    }
+    if limit == 0 {
+        return Err(Failure::msg(
+            Exit::Usage,
+            "the run limit is 0, so no run could ever execute",
+        )
+        .hint("use --limit 1 or more, or [serve] limit"));
+    }
+    if serve.interval.is_some_and(|i| i.is_zero()) || serve.poll_interval.is_zero() {
+        return Err(Failure::msg(
+            Exit::Usage,
+            "[serve] intervals must be longer than 0 s",
+        ));
+    }
+    Ok(())
+}
+
+/// A failure to register the deployment: a 422 means the server refused the `[serve]` schedule.
+fn registration_failure(error: FlowError) -> Failure {
+    let refused = matches!(
+        &error,
+        FlowError::Request(RequestError::Status { status: 422, .. })
+    );
+    let failure = flow_failure(error);
+    if refused {
+        Failure {
+            exit: Exit::Usage,
+            ..failure
+        }
+        .hint("the server refused the deployment: check [serve] cron, interval and timezone")
+    } else {
+        failure
+    }
 }
 
 /// A flag that turns true on the first SIGINT or SIGTERM.

@@ -1,7 +1,7 @@
 //! Executes one flow run: RUNNING, the three task runs, the summary artifact, and COMPLETED or
 //! FAILED with the error as the state's message.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tracing::{info, warn};
@@ -15,6 +15,9 @@ use crate::etl::observer::{LogLevel, PipelineObserver, Step};
 use crate::etl::{Pipeline, Summary};
 use crate::exit::error_chain;
 use crate::prefect::PrefectClient;
+
+/// How long `credchain run` keeps trying to record the final state while the server is away.
+const RUN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The key of the summary artifact on each flow run.
 const ARTIFACT_KEY: &str = "etl-summary";
@@ -45,25 +48,28 @@ pub async fn run_once(
     });
     let run: FlowRun = client.post_json("/flow_runs/", &body).await?;
     info!(flow_run = %run.id, name = %run.name, "created flow run");
-    let result = execute(client, &run.id, pipeline, local).await;
+    let result = execute(client, &run.id, pipeline, local, RUN_PATIENCE).await;
     Ok(RunOutcome {
         flow_run_id: run.id,
         result,
     })
 }
 
-/// Executes an existing flow run (already PENDING) and reports every step to Prefect.
+/// Executes an existing flow run (already PENDING) and reports every step to Prefect. When the
+/// server is away at the end, the final state is retried for up to `patience`.
 pub async fn execute(
     client: &PrefectClient,
     flow_run_id: &str,
     pipeline: &Pipeline,
     local: &dyn PipelineObserver,
+    patience: Duration,
 ) -> Result<Summary, FlowError> {
     let shipper = LogShipper::start(client.clone());
     let run = Run {
         client,
         flow_run_id,
         logs: shipper.sink(),
+        patience,
     };
     let started = Instant::now();
     let outcome = run.steps(pipeline, local).await;
@@ -100,6 +106,7 @@ struct Run<'a> {
     client: &'a PrefectClient,
     flow_run_id: &'a str,
     logs: LogSink,
+    patience: Duration,
 }
 
 impl Run<'_> {
@@ -171,7 +178,7 @@ impl Run<'_> {
         }
         self.log(None, LogLevel::Info, &summary.to_string());
         let done = StateCreate::new(StateType::Completed).message(summary.to_string());
-        states::require(self.client, RunKind::Flow, self.flow_run_id, done).await?;
+        states::settle(self.client, self.flow_run_id, done, false, self.patience).await?;
         Ok(summary)
     }
 

@@ -11,7 +11,7 @@ mod serve;
 mod states;
 
 pub use engine::{execute, run_once, RunOutcome};
-pub use serve::{serve, PipelineFactory, ServeOptions};
+pub use serve::{serve, PipelineFactory, ServeOptions, Served};
 
 use crate::etl::{EtlError, EtlErrorKind};
 use crate::exit::Exit;

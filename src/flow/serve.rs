@@ -26,6 +26,10 @@ use crate::prefect::PrefectClient;
 const PREFETCH: Duration = Duration::from_secs(10);
 /// Share of the poll interval added or removed at random.
 const POLL_JITTER: f64 = 0.3;
+/// How long a served run keeps trying to record its final state while the server is away.
+const SERVE_PATIENCE: Duration = Duration::from_secs(600);
+/// How often the runner checks that its deployment still exists.
+const DEPLOYMENT_CHECK: Duration = Duration::from_secs(30);
 /// The message on runs cancelled because the runner stopped.
 const SHUTDOWN_MESSAGE: &str = "credchain serve stopped before this run finished";
 
@@ -43,14 +47,26 @@ pub struct ServeOptions {
 pub type PipelineFactory =
     Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<Pipeline, FlowError>> + Send + Sync>;
 
-/// Serves until `stop` turns true. Returns how many runs completed and failed.
+/// What a serve session did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Served {
+    /// Runs that completed.
+    pub completed: u64,
+    /// Runs that failed.
+    pub failed: u64,
+    /// Runs cancelled because the grace period ran out.
+    pub cancelled: u64,
+}
+
+/// Serves until `stop` turns true.
 pub async fn serve(
     client: PrefectClient,
     options: ServeOptions,
     pipeline: PipelineFactory,
     mut stop: watch::Receiver<bool>,
-) -> Result<(u64, u64), FlowError> {
-    let deployment = register(&client, &options.config).await?;
+) -> Result<Served, FlowError> {
+    let mut deployment = register(&client, &options.config).await?;
+    let mut checked = tokio::time::Instant::now();
     info!(deployment = %deployment, "serving {FLOW_NAME}/{DEPLOYMENT_NAME}");
     eprintln!(
         "serving deployment {FLOW_NAME}/{DEPLOYMENT_NAME} ({deployment}); press Ctrl-C to stop"
@@ -60,6 +76,12 @@ pub async fn serve(
     let tally = Arc::new(Mutex::new((0u64, 0u64)));
     let mut running = JoinSet::new();
     loop {
+        if checked.elapsed() >= DEPLOYMENT_CHECK {
+            checked = tokio::time::Instant::now();
+            if let Err(error) = ensure_deployment(&client, &options.config, &mut deployment).await {
+                warn!(error = %error_chain(&error), "cannot check the deployment; trying again");
+            }
+        }
         if let Err(error) = poll_once(
             &client,
             &deployment,
@@ -82,9 +104,13 @@ pub async fn serve(
             break;
         }
     }
-    shut_down(&client, options.config.grace_period, running, &active).await;
-    let counts = *tally.lock().expect("tally lock");
-    Ok(counts)
+    let cancelled = shut_down(&client, options.config.grace_period, running, &active).await;
+    let (completed, failed) = *tally.lock().expect("tally lock");
+    Ok(Served {
+        completed,
+        failed,
+        cancelled,
+    })
 }
 
 /// Creates or updates the deployment; returns its id.
@@ -109,6 +135,24 @@ async fn register(client: &PrefectClient, config: &ServeConfig) -> Result<String
     }
     let deployment: Created = client.post_json("/deployments/", &body).await?;
     Ok(deployment.id)
+}
+
+/// Registers the deployment again when it is gone (deleted, or a server started afresh), since
+/// polling a deleted deployment just finds no runs, forever.
+async fn ensure_deployment(
+    client: &PrefectClient,
+    config: &ServeConfig,
+    deployment: &mut String,
+) -> Result<(), FlowError> {
+    let path = format!("/deployments/{deployment}");
+    let answer = client.send(reqwest::Method::GET, &path, None).await?;
+    if answer.status() != reqwest::StatusCode::NOT_FOUND {
+        return Ok(());
+    }
+    warn!(deployment = %deployment, "the deployment is gone from the server; registering it again");
+    *deployment = register(client, config).await?;
+    eprintln!("registered deployment {FLOW_NAME}/{DEPLOYMENT_NAME} again ({deployment})");
+    Ok(())
 }
 
 fn schedules(config: &ServeConfig) -> serde_json::Value {
@@ -198,7 +242,10 @@ async fn claim(client: &PrefectClient, run: &str) -> Result<bool, FlowError> {
 async fn execute_claimed(client: &PrefectClient, run: &str, pipeline: &PipelineFactory) -> bool {
     info!(flow_run = run, "executing");
     let outcome = match pipeline().await {
-        Ok(pipeline) => execute(client, run, &pipeline, &TerminalObserver::without_bar()).await,
+        Ok(pipeline) => {
+            let observer = TerminalObserver::without_bar();
+            execute(client, run, &pipeline, &observer, SERVE_PATIENCE).await
+        }
         Err(error) => {
             let message = error_chain(&error);
             let _ = states::force(client, RunKind::Flow, run, StateType::Failed, &message).await;
@@ -222,7 +269,7 @@ async fn shut_down(
     grace: Duration,
     mut running: JoinSet<()>,
     active: &Arc<Mutex<HashSet<String>>>,
-) {
+) -> u64 {
     if !running.is_empty() {
         eprintln!(
             "stopping: waiting up to {} s for {} running flow run(s)",
@@ -235,11 +282,12 @@ async fn shut_down(
     })
     .await;
     if drained.is_ok() {
-        return;
+        return 0;
     }
     running.abort_all();
     while running.join_next().await.is_some() {}
     let left: Vec<String> = active.lock().expect("active lock").drain().collect();
+    let cancelled = left.len() as u64;
     for run in left {
         warn!(flow_run = %run, "cancelling: the grace period ran out");
         if let Err(error) = states::force(
@@ -254,6 +302,7 @@ async fn shut_down(
             warn!(error = %error, flow_run = %run, "cannot mark the run CANCELLED");
         }
     }
+    cancelled
 }
 
 fn jittered(base: Duration) -> Duration {

@@ -7,7 +7,7 @@ use tracing::debug;
 
 use super::models::{OrchestrationResult, StateCreate, StateType, Verdict};
 use super::FlowError;
-use crate::prefect::PrefectClient;
+use crate::prefect::{PrefectClient, RequestError};
 
 /// The longest a single WAIT is honoured, whatever the server asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -79,6 +79,39 @@ pub async fn require(
                 with_reason(&result.reason())
             ),
         }),
+    }
+}
+
+/// How long to wait between attempts to record a final state while the server is away.
+const SETTLE_PAUSE: Duration = Duration::from_secs(5);
+
+/// Proposes a final state and, when the server cannot be reached (or answers 5xx), keeps trying
+/// for up to `patience`, so a run is not left RUNNING by an outage that ends in time.
+pub async fn settle(
+    client: &PrefectClient,
+    id: &str,
+    state: StateCreate,
+    force: bool,
+    patience: Duration,
+) -> Result<(), FlowError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match propose(client, RunKind::Flow, id, state.clone(), force).await {
+            Ok(_) => return Ok(()),
+            Err(error) if is_transient(&error) && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(flow_run = id, error = %error, "cannot record the final state yet; trying again");
+                tokio::time::sleep(SETTLE_PAUSE).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn is_transient(error: &FlowError) -> bool {
+    match error {
+        FlowError::Request(RequestError::Unreachable { .. }) => true,
+        FlowError::Request(request) => request.status().is_some_and(|s| s >= 500),
+        _ => false,
     }
 }
 
