@@ -68,3 +68,26 @@ fn check_json_failure_prints_its_own_document_once() {
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.stdout);
     assert_eq!(doc["ok"], false);
 }
+
+#[test]
+fn doctor_reports_an_invalid_pipeline_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[pipeline]\nno_such_field = 1\n";
+    std::fs::write(dir.path().join("credchain.toml"), config).unwrap();
+    let out = Cli::new().args(["doctor"]).cwd(dir.path()).run();
+    assert_eq!(out.code, Some(2), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("pipeline: error"), "{}", out.stdout);
+}
+
+#[test]
+fn doctor_warns_once_about_key_and_auth_string_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = "PREFECT_API_KEY=pnu_FAKE_DOCTOR_KEY\nPREFECT_API_AUTH_STRING=admin:FAKEpass\n";
+    std::fs::write(dir.path().join(".env"), env).unwrap();
+    let out = Cli::new().args(["doctor"]).cwd(dir.path()).run();
+    let stdout = &out.stdout;
+    assert_eq!(stdout.matches("refuses to run").count(), 1, "{stdout}");
+    assert!(!stdout.contains("ignores the key"), "{stdout}");
+    assert!(stdout.contains("(2 keys)"), "{stdout}");
+    support::assert_no_secret(&out.all_output(), &["pnu_FAKE_DOCTOR_KEY", "FAKEpass"]);
+}

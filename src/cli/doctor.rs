@@ -22,8 +22,16 @@ pub struct DoctorArgs {
 struct Report {
     config: Option<String>,
     sources: Vec<SourceReport>,
+    pipeline: Option<PipelineReport>,
     warnings: Vec<String>,
     ok: bool,
+}
+
+/// Whether the config's `[pipeline]` table is valid.
+#[derive(Debug, Serialize)]
+struct PipelineReport {
+    ok: bool,
+    error: Option<String>,
 }
 
 /// One source's state.
@@ -59,10 +67,15 @@ pub async fn run(ctx: &Context, args: DoctorArgs) -> CmdResult {
         sources.push(report);
     }
     let warnings = global_warnings(ctx, &sources);
+    let pipeline = check_pipeline(ctx);
+    if pipeline.as_ref().is_some_and(|p| !p.ok) {
+        exit = exit.max(Exit::Usage);
+    }
     let report = Report {
         config: ctx.config.path.as_ref().map(|p| p.display().to_string()),
         ok: exit == Exit::Success,
         sources,
+        pipeline,
         warnings,
     };
     if args.json {
@@ -71,6 +84,20 @@ pub async fn run(ctx: &Context, args: DoctorArgs) -> CmdResult {
         print_human(&report);
     }
     Ok(exit)
+}
+
+/// Parses the config's `[pipeline]` table the way `credchain run` does, when there is one.
+fn check_pipeline(ctx: &Context) -> Option<PipelineReport> {
+    let section = ctx.config.pipeline.as_ref()?;
+    let parsed = crate::etl::PipelineConfig::from_table(
+        section.table.clone(),
+        section.path.as_deref(),
+        section.line,
+    );
+    Some(PipelineReport {
+        ok: parsed.is_ok(),
+        error: parsed.err().map(|e| error_chain(&e)),
+    })
 }
 
 async fn inspect(ctx: &Context, link: &Link) -> SourceReport {
@@ -131,11 +158,17 @@ async fn inspect(ctx: &Context, link: &Link) -> SourceReport {
 fn global_warnings(ctx: &Context, sources: &[SourceReport]) -> Vec<String> {
     let mut warnings = Vec::new();
     let holds = |key: &str| sources.iter().any(|s| s.keys.iter().any(|k| k == key));
-    if holds("PREFECT_API_KEY") && holds("PREFECT_API_AUTH_STRING") {
+    // A `.env` holding both already warns about it, in the same words.
+    let source_warned = sources.iter().any(|s| {
+        s.warnings
+            .iter()
+            .any(|w| w.contains("PREFECT_API_KEY") && w.contains("PREFECT_API_AUTH_STRING"))
+    });
+    if holds("PREFECT_API_KEY") && holds("PREFECT_API_AUTH_STRING") && !source_warned {
         warnings.push(
-            "both PREFECT_API_KEY and PREFECT_API_AUTH_STRING resolve; Prefect requests will \
-             fail until one is removed (a bearer key is for Prefect Cloud or a gateway, the \
-             auth string for a server started with PREFECT_SERVER_API_AUTH_STRING)"
+            "both PREFECT_API_KEY and PREFECT_API_AUTH_STRING resolve; the Prefect client \
+             refuses to run (exit 2) until one is removed (a bearer key is for Prefect Cloud or \
+             a gateway, the auth string for a server started with PREFECT_SERVER_API_AUTH_STRING)"
                 .to_string(),
         );
     }
@@ -180,6 +213,11 @@ fn print_human(report: &Report) {
         for w in &s.warnings {
             println!("   warning: {w}");
         }
+    }
+    match &report.pipeline {
+        Some(PipelineReport { error: Some(e), .. }) => println!("pipeline: error: {e}"),
+        Some(_) => println!("pipeline: ok"),
+        None => {}
     }
     for w in &report.warnings {
         println!("warning: {w}");

@@ -191,11 +191,11 @@ impl CredentialSource for DotenvSource {
     async fn diagnose(&self) -> Result<Diagnosis, SourceError> {
         let parsed = self.load().await?;
         let mut diagnosis = Diagnosis::default();
-        diagnosis.details.push(format!(
-            "file {} ({} keys)",
-            self.path.display(),
-            parsed.entries.len()
-        ));
+        let count = parsed.entries.len();
+        let noun = if count == 1 { "key" } else { "keys" };
+        diagnosis
+            .details
+            .push(format!("file {} ({count} {noun})", self.path.display()));
         diagnosis.warnings = checks::warnings(&self.path, &self.shown, &parsed).await;
         Ok(diagnosis)
     }

@@ -9,7 +9,7 @@ use tokio::process::Command;
 
 use super::parse::{Parsed, Quote};
 
-/// Set together, these two make the Prefect client send the auth string and ignore the key.
+/// Set together, these two make the Prefect client refuse to run (a configuration error).
 const CONFLICTING_KEYS: [&str; 2] = ["PREFECT_API_KEY", "PREFECT_API_AUTH_STRING"];
 
 /// Every warning for the file at `path` (shown to the user as `shown`). None names a value.
@@ -106,8 +106,8 @@ fn conflicting_keys(shown: &str, parsed: &Parsed) -> Option<String> {
     let [key, auth] = CONFLICTING_KEYS.map(|k| parsed.entries.get(k));
     let (key, auth) = (key?, auth?);
     Some(format!(
-        "{shown}: both {} (line {}) and {} (line {}) are set; the Prefect client sends the auth \
-         string and ignores the key, so keep only the one your server expects",
+        "{shown}: both {} (line {}) and {} (line {}) are set; the Prefect client refuses to run \
+         (exit 2) while both resolve, so keep only the one your server expects",
         CONFLICTING_KEYS[0], key.line, CONFLICTING_KEYS[1], auth.line
     ))
 }
