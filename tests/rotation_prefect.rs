@@ -86,6 +86,20 @@ impl CredentialSource for Scripted {
     }
 }
 
+/// A `.env` source reading `path`, wrapped to count its reads of the key.
+fn counted_dotenv(path: &std::path::Path) -> Arc<Counting> {
+    let env = Arc::new(MapEnv::default());
+    let dotenv = DotenvSource::new(
+        SourceSettings::new("dotenv"),
+        path.display().to_string(),
+        env,
+    );
+    Arc::new(Counting {
+        inner: Arc::new(dotenv),
+        reads: AtomicUsize::new(0),
+    })
+}
+
 fn link(source: Arc<dyn CredentialSource>, name: &str) -> Link {
     Link {
         source,
@@ -155,15 +169,7 @@ async fn rotation_under_load_through_the_gateway_reads_the_store_once() {
         &env_file,
         &format!("PREFECT_API_URL={url}\nPREFECT_API_KEY={OLD}\n"),
     );
-    let dotenv = DotenvSource::new(
-        SourceSettings::new("dotenv"),
-        env_file.display().to_string(),
-        Arc::new(MapEnv::default()),
-    );
-    let counting = Arc::new(Counting {
-        inner: Arc::new(dotenv),
-        reads: AtomicUsize::new(0),
-    });
+    let counting = counted_dotenv(&env_file);
     let client = client(
         Chain::new(vec![link(counting.clone(), "dotenv")]),
         Duration::from_secs(30),
@@ -234,15 +240,7 @@ async fn each_request_carries_the_old_key_before_rotation_or_the_new_key_after()
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join(".env");
     write_atomically(&env_file, &format!("PREFECT_API_KEY={OLD}\n"));
-    let dotenv = DotenvSource::new(
-        SourceSettings::new("dotenv"),
-        env_file.display().to_string(),
-        Arc::new(MapEnv::default()),
-    );
-    let counting = Arc::new(Counting {
-        inner: Arc::new(dotenv),
-        reads: AtomicUsize::new(0),
-    });
+    let counting = counted_dotenv(&env_file);
     let chain = Chain::new(vec![
         env_link(&fake.url()),
         link(counting.clone(), "dotenv"),
