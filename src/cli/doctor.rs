@@ -172,9 +172,6 @@ fn global_warnings(ctx: &Context, sources: &[SourceReport]) -> Vec<String> {
                 .to_string(),
         );
     }
-    if ctx.config.chain.links().is_empty() {
-        warnings.push("the config lists no sources, so no key can resolve".to_string());
-    }
     for spec in &ctx.config.keys {
         if ctx.config.is_required(&spec.name) && !holds(&spec.name) {
             warnings.push(format!("required key {} is held by no source", spec.name));
