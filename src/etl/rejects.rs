@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+/// Unix permissions of the rejects file.
+#[cfg(unix)]
+const REJECTS_MODE: u32 = 0o644;
+
 /// The header row of the rejects file.
 pub const REJECTS_HEADER: [&str; 3] = ["line", "reason", "record"];
 
@@ -40,10 +44,13 @@ impl RejectsWriter {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let temp = tempfile::Builder::new()
-            .prefix(".credchain-rejects-")
-            .tempfile_in(dir)
-            .map_err(fail)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".credchain-rejects-");
+        // A temp file is private (0600); the rejects file is an ordinary output, like the
+        // database file beside it.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(REJECTS_MODE));
+        let temp = builder.tempfile_in(dir).map_err(fail)?;
         let mut writer = csv::Writer::from_writer(BufWriter::new(temp));
         writer
             .write_record(REJECTS_HEADER)
