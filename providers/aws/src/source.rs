@@ -142,6 +142,10 @@ impl CredentialSource for AwsSource {
 
     /// When the server rejected the current value and the store still returns it, a rotation
     /// may be in progress whose new value the server already accepts: offer `AWSPENDING`.
+    // TODO: the next scheduled refresh reads AWSCURRENT again, so while a rotation stays
+    // unfinished the cache falls back to the old value once per refresh_interval and costs one
+    // 401 to come back here. Remembering the version in use and never stepping back to an older
+    // one would remove that (needs the version to travel with `Resolved` into `fetch`).
     async fn fetch_after_rejection(
         &self,
         key: &str,
