@@ -77,7 +77,7 @@ pub(crate) async fn load(
         copy_staging(&tx, plan, &copy, staging, false, obs).await?;
         let message = format!("moving {} rows into {}", plan.rows, plan.table);
         obs.log(Step::Load, LogLevel::Debug, &message);
-        tx.execute(&insert_sql(plan, &stage), &[])
+        tx.execute(&insert_sql(plan, &stage, table.created), &[])
             .await
             .map_err(run("insert the rows"))?
     };
@@ -339,7 +339,9 @@ fn read_chunks(
     Ok(())
 }
 
-fn insert_sql(plan: &LoadPlan, stage: &str) -> String {
+/// `INSERT ... SELECT` from the temp table. `empty_table`: the load created the table, so no
+/// row can conflict and the upsert clause (costly per row) is left out.
+fn insert_sql(plan: &LoadPlan, stage: &str, empty_table: bool) -> String {
     let columns = plan.column_list();
     let mut sql = format!("INSERT INTO {} AS dst ({columns}) ", plan.quoted_table());
     if plan.keys.is_empty() {
@@ -350,10 +352,14 @@ fn insert_sql(plan: &LoadPlan, stage: &str) -> String {
     // touch one row twice in a statement.
     let keys = plan.key_list();
     sql += &format!(
-        "SELECT DISTINCT ON ({keys}) {columns} FROM {} ORDER BY {keys}, {} DESC ON CONFLICT ({keys}) ",
+        "SELECT DISTINCT ON ({keys}) {columns} FROM {} ORDER BY {keys}, {} DESC",
         ident::quote(stage),
         ident::quote(LINE_COLUMN)
     );
+    if empty_table {
+        return sql;
+    }
+    sql += &format!(" ON CONFLICT ({keys}) ");
     let values = plan.value_columns();
     if values.is_empty() {
         return sql + "DO NOTHING";
@@ -393,7 +399,8 @@ mod tests {
     fn upsert_keeps_the_last_line_per_key() {
         let ty = ColumnType::Text;
         let plan = plan(vec![column("id", ty, 1), column("v", ty, 1)], vec![0]);
-        let sql = insert_sql(&plan, "s");
+        assert!(!insert_sql(&plan, "s", true).contains("ON CONFLICT"));
+        let sql = insert_sql(&plan, "s", false);
         assert!(sql.contains("SELECT DISTINCT ON (\"id\") \"id\", \"v\" FROM \"s\" ORDER BY \"id\", \"__credchain_line\" DESC"), "{sql}");
         assert!(
             sql.ends_with("WHERE (dst.\"v\") IS DISTINCT FROM (EXCLUDED.\"v\")"),
