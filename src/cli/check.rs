@@ -21,6 +21,8 @@ use crate::prefect::{
     AuthMode, PrefectClient, RequestError, SetupError, API_KEY, API_URL, AUTH_STRING,
 };
 
+/// How long `check` waits for a rejected key to change in its source.
+const CHECK_REJECTION_BACKOFF: std::time::Duration = std::time::Duration::from_secs(3);
 /// The flow `--write` upserts; the ETL flow's own name, so the write leaves nothing new behind.
 const WRITE_PROBE_FLOW: &str = "main-etl";
 /// The keys whose provenance the check reports.
@@ -136,7 +138,14 @@ async fn diagnose(
     out: &Out,
     report: &mut Report,
 ) -> Result<(), Problem> {
-    let creds = Credentials::from_config(&ctx.config);
+    // A diagnosis should not sit out the whole rotation backoff that a long-running process
+    // uses: one or two re-reads tell whether the source has a different key.
+    let backoff = ctx
+        .config
+        .prefect
+        .rejection_backoff_total
+        .min(CHECK_REJECTION_BACKOFF);
+    let creds = Credentials::with_rejection_backoff(ctx.config.chain.clone(), backoff);
     resolve_keys(&creds, out, report).await?;
     let client = super::prefect_client(ctx, creds).await?;
     report.api_url = Some(client.api_url().to_string());

@@ -221,7 +221,7 @@ pub fn init_logging(global: &GlobalArgs) {
     // credentials, and logs the access key id at debug: keep its internals quiet.
     let sdk = if global.verbose >= 2 { "info" } else { "error" };
     let default = format!(
-        "{default},aws_config={sdk},aws_smithy_runtime={sdk},aws_sigv4={sdk},aws_smithy_runtime_api={sdk}"
+        "{default},aws_config={sdk},aws_smithy_runtime={sdk},aws_sigv4={sdk},aws_smithy_runtime_api={sdk},rustls_platform_verifier=off"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&default));
     let builder = tracing_subscriber::fmt()
