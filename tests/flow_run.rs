@@ -316,3 +316,54 @@ fn parse_time(value: &Value) -> chrono::DateTime<chrono::Utc> {
         .map(|t| t.with_timezone(&chrono::Utc))
         .unwrap_or_else(|| panic!("not a timestamp: {value}"))
 }
+
+#[test]
+fn interrupting_run_rolls_back_and_exits_130() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body: String = SAMPLE.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let mut csv = format!("{}\n", SAMPLE.lines().next().unwrap());
+    for _ in 0..40 {
+        csv.push_str(&body);
+    }
+    fs::write(dir.path().join("data.csv"), csv).unwrap();
+    write_pipeline(dir.path(), "");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credchain"))
+        .args(["run", "--pipeline", "pipeline.toml"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("HOME", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start credchain run");
+    // Wait until the run is under way (the rejects temp file or the staging work has begun).
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("send SIGINT");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let db = dir.path().join("out.db");
+    if db.exists() {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'birds'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "an interrupted run left a table behind");
+    }
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".credchain"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
+}

@@ -35,23 +35,31 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
     } else {
         TerminalObserver::new()
     };
+    let interrupted = interrupt()?;
     let (flow_run_id, result) = match prefect_client(ctx, creds).await {
         Ok(client) => {
             eprintln!("reporting to Prefect at {}", client.api_url());
-            let outcome = flow::run_once(&client, &pipeline, &observer)
-                .await
-                .map_err(flow_failure)?;
-            (Some(outcome.flow_run_id), outcome.result)
+            let id = flow::create_flow_run(&client).await.map_err(flow_failure)?;
+            let work = flow::execute(&client, &id, &pipeline, &observer, flow::RUN_PATIENCE);
+            let result = tokio::select! {
+                result = work => result,
+                _ = interrupted => {
+                    let _ = flow::cancel(&client, &id, INTERRUPTED).await;
+                    return Err(interruption());
+                }
+            };
+            (Some(id), result)
         }
         Err(SetupError::FindApiUrl) => {
             eprintln!(
                 "note: PREFECT_API_URL is not set in any source, so nothing is reported to Prefect; \
                  the pipeline runs locally"
             );
-            (
-                None,
-                pipeline.run_all(&observer).await.map_err(FlowError::from),
-            )
+            let result = tokio::select! {
+                result = pipeline.run_all(&observer) => result.map_err(FlowError::from),
+                _ = interrupted => return Err(interruption()),
+            };
+            (None, result)
         }
         Err(error) => return Err(error.into()),
     };
@@ -65,6 +73,31 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
         }
     }
     Ok(Exit::Success)
+}
+
+/// The message on a flow run the user interrupted.
+const INTERRUPTED: &str = "interrupted by SIGINT or SIGTERM; the load was rolled back";
+
+/// Resolves on the first SIGINT or SIGTERM. Dropping the pipeline's future then stops its
+/// workers before they commit, and removes their temporary files.
+fn interrupt() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let io = |e: std::io::Error| Failure::new(Exit::WorkFailed, e);
+    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    let mut term = signal(SignalKind::terminate()).map_err(io)?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+fn interruption() -> Failure {
+    Failure::msg(
+        Exit::Passthrough(130),
+        "interrupted: nothing was loaded (the load was rolled back)",
+    )
 }
 
 /// The pipeline to run: `--pipeline FILE`, else the config's `[pipeline]`, else the sample.

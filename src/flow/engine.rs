@@ -17,7 +17,7 @@ use crate::exit::error_chain;
 use crate::prefect::PrefectClient;
 
 /// How long `credchain run` keeps trying to record the final state while the server is away.
-const RUN_PATIENCE: Duration = Duration::from_secs(30);
+pub const RUN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The key of the summary artifact on each flow run.
 const ARTIFACT_KEY: &str = "etl-summary";
@@ -37,6 +37,32 @@ pub async fn run_once(
     pipeline: &Pipeline,
     local: &dyn PipelineObserver,
 ) -> Result<RunOutcome, FlowError> {
+    let id = create_flow_run(client).await?;
+    let result = execute(client, &id, pipeline, local, RUN_PATIENCE).await;
+    Ok(RunOutcome {
+        flow_run_id: id,
+        result,
+    })
+}
+
+/// Marks a flow run CANCELLED, for a run the user interrupted.
+pub async fn cancel(
+    client: &PrefectClient,
+    flow_run_id: &str,
+    message: &str,
+) -> Result<(), FlowError> {
+    states::force(
+        client,
+        RunKind::Flow,
+        flow_run_id,
+        StateType::Cancelled,
+        message,
+    )
+    .await
+}
+
+/// Creates a PENDING flow run of `main-etl`; returns its id.
+pub async fn create_flow_run(client: &PrefectClient) -> Result<String, FlowError> {
     let flow: Created = client
         .post_json("/flows/", &json!({ "name": FLOW_NAME }))
         .await?;
@@ -48,11 +74,7 @@ pub async fn run_once(
     });
     let run: FlowRun = client.post_json("/flow_runs/", &body).await?;
     info!(flow_run = %run.id, name = %run.name, "created flow run");
-    let result = execute(client, &run.id, pipeline, local, RUN_PATIENCE).await;
-    Ok(RunOutcome {
-        flow_run_id: run.id,
-        result,
-    })
+    Ok(run.id)
 }
 
 /// Executes an existing flow run (already PENDING) and reports every step to Prefect. When the

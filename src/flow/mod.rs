@@ -10,7 +10,7 @@ pub mod models;
 mod serve;
 mod states;
 
-pub use engine::{execute, run_once, RunOutcome};
+pub use engine::{cancel, create_flow_run, execute, run_once, RunOutcome, RUN_PATIENCE};
 pub use serve::{serve, PipelineFactory, ServeOptions, Served};
 
 use crate::etl::{EtlError, EtlErrorKind};
