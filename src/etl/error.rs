@@ -63,6 +63,9 @@ impl EtlError {
         match self {
             EtlError::Config(_) | EtlError::Target(_) => EtlErrorKind::Config,
             EtlError::Transform(TransformError::FindColumn { .. }) => EtlErrorKind::Config,
+            EtlError::Transform(TransformError::WriteRejects(e)) if e.is_config() => {
+                EtlErrorKind::Config
+            }
             EtlError::Read(ReadError::Download { .. }) => EtlErrorKind::Unreachable,
             EtlError::Read(ReadError::OpenFile { .. } | ReadError::FindBuiltin { .. }) => {
                 EtlErrorKind::Config

@@ -191,9 +191,10 @@ impl Pipeline {
         match &self.target {
             ResolvedTarget::Sqlite { path } => {
                 let (path, plan) = (path.clone(), plan.clone());
-                let staging = transformed.staging.to_path_buf();
+                let staging =
+                    (transformed.staging.rewind()).map_err(load::LoadError::ReadStaging)?;
                 run_blocking(Step::Load, Some(plan.rows), obs, move |reporter| {
-                    load::sqlite::load(&path, &plan, &staging, &reporter)
+                    load::sqlite::load(&path, &plan, staging, &reporter)
                 })
                 .await
             }

@@ -5,10 +5,10 @@
 //! bool, date (days since 2000-01-01), timestamp (microseconds since 2000-01-01 00:00) or text
 //! (UTF-8), or NULL. PostgreSQL takes the file as it is (`COPY ... FROM STDIN (FORMAT binary)`);
 //! SQLite reads it back with [`StagingReader`]. Rows are written and read one at a time.
+//! The file has no name ([`Staging`]): the kernel reclaims it however the process ends.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
-use std::path::Path;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 
@@ -39,6 +39,35 @@ const LINE_PREFIX: usize = 2 + 4 + 8;
 /// PostgreSQL's epoch for dates and timestamps.
 fn pg_epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(2000, 1, 1).expect("2000-01-01 is a date")
+}
+
+/// The staging file: anonymous (unlinked at once), so an interrupted run leaves nothing
+/// behind. It is written and read back through handles to the same open file.
+#[derive(Debug)]
+pub(crate) struct Staging {
+    file: File,
+}
+
+impl Staging {
+    /// Creates the file in the temp directory; returns it and a handle to write it with.
+    pub(crate) fn create() -> io::Result<(Self, File)> {
+        let file = tempfile::tempfile_in(std::env::temp_dir())?;
+        let writer = file.try_clone()?;
+        Ok((Staging { file }, writer))
+    }
+
+    /// A handle at the start of the file, to read it again. All handles share one position:
+    /// read with one handle at a time.
+    pub(crate) fn rewind(&self) -> io::Result<File> {
+        let mut file = self.file.try_clone()?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(file)
+    }
+
+    /// The size of the file in bytes.
+    pub(crate) fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
 }
 
 /// Writes rows of the staging file.
@@ -144,9 +173,8 @@ pub(crate) struct StagingReader {
 struct Short;
 
 impl StagingReader {
-    /// Opens `path`, whose columns have `types`, and checks the signature.
-    pub(crate) fn open(path: &Path, types: Vec<ColumnType>) -> io::Result<Self> {
-        let mut input = File::open(path)?;
+    /// Reads `input` from its start, whose columns have `types`, and checks the signature.
+    pub(crate) fn open(mut input: File, types: Vec<ColumnType>) -> io::Result<Self> {
         let mut head = [0u8; 19];
         input.read_exact(&mut head)?;
         if &head[..11] != SIGNATURE {
@@ -304,8 +332,8 @@ mod tests {
 
     #[test]
     fn rows_round_trip() {
-        let temp = tempfile::NamedTempFile::new().unwrap();
-        let mut w = StagingWriter::new(temp.reopen().unwrap()).unwrap();
+        let (staging, file) = Staging::create().unwrap();
+        let mut w = StagingWriter::new(file).unwrap();
         assert_eq!(stream_header().len(), 19);
         let date = NaiveDate::from_ymd_opt(1990, 1, 8).unwrap();
         let ts = date.and_hms_micro_opt(1, 2, 3, 4).unwrap();
@@ -318,7 +346,7 @@ mod tests {
         w.null();
         w.commit().unwrap();
         let size = w.finish().unwrap();
-        assert_eq!(size, temp.as_file().metadata().unwrap().len());
+        assert_eq!(size, staging.size().unwrap());
 
         let types = [
             ColumnType::Integer,
@@ -328,7 +356,7 @@ mod tests {
             ColumnType::Timestamp,
             ColumnType::Text,
         ];
-        let mut r = StagingReader::open(temp.path(), types.to_vec()).unwrap();
+        let mut r = StagingReader::open(staging.rewind().unwrap(), types.to_vec()).unwrap();
         assert_eq!(r.advance().unwrap(), Some(2));
         let fields: Vec<Field> = (0..types.len()).map(|i| r.field(i)).collect();
         let expected = [

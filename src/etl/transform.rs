@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use tempfile::TempPath;
-
 use super::config::{Format, PipelineConfig};
 use super::error::EtlError;
 use super::extract::Extracted;
@@ -15,7 +13,7 @@ use super::ident;
 use super::observer::{LogLevel, Reporter};
 use super::records::{Record, RecordReader};
 use super::rejects::{RejectsWriter, WriteRejectsError};
-use super::staging::StagingWriter;
+use super::staging::{Staging, StagingWriter};
 use super::value::{self, ColumnType, ParseFailure, Value};
 
 /// How much of a bad value a reject reason quotes.
@@ -78,7 +76,7 @@ pub enum TransformError {
 pub struct Transformed {
     pub(crate) columns: Vec<Column>,
     pub(crate) keys: Vec<usize>,
-    pub(crate) staging: TempPath,
+    pub(crate) staging: Staging,
     pub(crate) rows_read: u64,
     pub(crate) rows_rejected: u64,
     pub(crate) rejects: PathBuf,
@@ -184,11 +182,7 @@ pub(crate) fn sort_records(
         Format::Csv => RecordReader::csv(input)?.0,
         Format::Jsonl => RecordReader::jsonl(input, extracted.keys.clone(), false),
     };
-    let (file, staging) = tempfile::Builder::new()
-        .prefix("credchain-staging-")
-        .tempfile()
-        .map_err(TransformError::WriteStaging)?
-        .into_parts();
+    let (staging, file) = Staging::create().map_err(TransformError::WriteStaging)?;
     let mut out = StagingWriter::new(file).map_err(TransformError::WriteStaging)?;
     let mut rejects = RejectsWriter::create(&plan.rejects).map_err(TransformError::from)?;
     let mut is_key = vec![false; plan.columns.len()];

@@ -11,7 +11,6 @@
 //! (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured), which is stricter than libpq's
 //! `require`; `prefer` (the default) and `disable` connect without TLS.
 
-use std::path::Path;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -26,7 +25,7 @@ use super::{check_columns, ExistingColumn, LoadError, LoadPlan, Outcome};
 use crate::etl::error::EtlError;
 use crate::etl::ident;
 use crate::etl::observer::{LogLevel, PipelineObserver, Step};
-use crate::etl::staging::{self, StagingReader};
+use crate::etl::staging::{self, Staging, StagingReader};
 use crate::etl::value::ColumnType;
 
 /// How long to wait for the server when the URL sets no `connect_timeout`.
@@ -45,7 +44,7 @@ pub(crate) async fn load(
     url: &Secret,
     password: Option<&Secret>,
     plan: &LoadPlan,
-    staging: &Path,
+    staging: &Staging,
     obs: &dyn PipelineObserver,
 ) -> Result<Outcome, EtlError> {
     let target = redact_url(url.expose());
@@ -264,22 +263,19 @@ async fn copy_staging(
     tx: &Transaction<'_>,
     plan: &LoadPlan,
     copy: &str,
-    staging: &Path,
+    staging: &Staging,
     without_line: bool,
     obs: &dyn PipelineObserver,
 ) -> Result<u64, LoadError> {
     let run = |action| move |source| run_error(plan, action, source);
-    let total = std::fs::metadata(staging)
-        .map_err(LoadError::ReadStaging)?
-        .len()
-        .max(1);
+    let total = staging.size().map_err(LoadError::ReadStaging)?.max(1);
     let (chunks_tx, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
-    let (path, types) = (
-        staging.to_path_buf(),
+    let (file, types) = (
+        staging.rewind().map_err(LoadError::ReadStaging)?,
         plan.columns.iter().map(|c| c.ty).collect(),
     );
     let reader = tokio::task::spawn_blocking(move || {
-        if let Err(e) = read_chunks(&path, types, without_line, &chunks_tx) {
+        if let Err(e) = read_chunks(file, types, without_line, &chunks_tx) {
             let _ = chunks_tx.blocking_send(Err(e));
         }
     });
@@ -304,14 +300,13 @@ async fn copy_staging(
 
 /// Sends the staging file in chunks of about [`COPY_CHUNK`] bytes (blocking).
 fn read_chunks(
-    path: &Path,
+    mut file: std::fs::File,
     types: Vec<ColumnType>,
     without_line: bool,
     out: &mpsc::Sender<std::io::Result<Bytes>>,
 ) -> std::io::Result<()> {
     let send = |chunk: Vec<u8>| out.blocking_send(Ok(Bytes::from(chunk))).is_ok();
     if !without_line {
-        let mut file = std::fs::File::open(path)?;
         loop {
             let mut chunk = vec![0; COPY_CHUNK];
             let n = std::io::Read::read(&mut file, &mut chunk)?;
@@ -321,7 +316,7 @@ fn read_chunks(
             }
         }
     }
-    let mut reader = StagingReader::open(path, types)?;
+    let mut reader = StagingReader::open(file, types)?;
     let mut chunk = staging::stream_header();
     while reader.advance()?.is_some() {
         reader.write_row_without_line(&mut chunk);

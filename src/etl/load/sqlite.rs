@@ -8,6 +8,7 @@
 //! it: the default rollback journal only copies pages that existed before, so a bulk insert
 //! into a new table journals almost nothing.
 
+use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ const MAX_ROWS_PER_INSERT: usize = 64;
 pub(crate) fn load(
     path: &Path,
     plan: &LoadPlan,
-    staging: &Path,
+    staging: File,
     reporter: &Reporter,
 ) -> Result<Outcome, EtlError> {
     let existed = path.exists();
@@ -48,7 +49,7 @@ pub(crate) fn load(
 fn load_in_transaction(
     path: &Path,
     plan: &LoadPlan,
-    staging: &Path,
+    staging: File,
     reporter: &Reporter,
 ) -> Result<Outcome, EtlError> {
     let mut conn = Connection::open(path).map_err(|source| LoadError::OpenSqlite {
@@ -224,7 +225,7 @@ struct Batch {
 fn insert_rows(
     tx: &Transaction<'_>,
     plan: &LoadPlan,
-    staging: &Path,
+    staging: File,
     reporter: &Reporter,
 ) -> Result<u64, EtlError> {
     let width = plan.columns.len();
