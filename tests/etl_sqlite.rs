@@ -182,6 +182,39 @@ async fn a_key_twice_in_the_input_keeps_the_later_line() {
     assert_eq!(v, "second");
 }
 
+#[tokio::test]
+async fn a_key_twice_in_the_input_counts_only_rows_that_end_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = ["id,name", "1,a", "2,b", "2,b2"].map(String::from);
+    let source = write_file(dir.path(), "dup.csv", &lines);
+    let config = config(&sqlite_body(dir.path(), &source, "dup", "key = [\"id\"]"));
+    let pipeline = pipeline(config);
+    let first = pipeline.run_all(&Recorder::default()).await.unwrap();
+    assert_eq!(first.rows_changed, 2, "two rows are new");
+    for _ in 0..2 {
+        let again = pipeline.run_all(&Recorder::default()).await.unwrap();
+        assert_eq!(
+            again.rows_changed, 0,
+            "a re-run of the same input changes nothing"
+        );
+    }
+    // A new key and a changed row count once each, however often their keys appear.
+    let lines = ["id,name", "1,a", "1,z", "2,b", "3,c", "3,c", "2,b3"].map(String::from);
+    write_file(dir.path(), "dup.csv", &lines);
+    let third = pipeline.run_all(&Recorder::default()).await.unwrap();
+    assert_eq!(third.rows_changed, 3);
+    let conn = Connection::open(dir.path().join("etl.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id || '=' || name FROM dup ORDER BY id")
+        .unwrap();
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, ["1=z", "2=b3", "3=c"]);
+}
+
 /// 40 good rows; line 5 has a missing field, line 9 text in the integer column.
 fn file_with_bad_rows(dir: &Path) -> std::path::PathBuf {
     let mut lines = vec!["id,name,amount".to_string()];

@@ -327,7 +327,7 @@ fn interrupting_run_rolls_back_and_exits_130() {
     }
     fs::write(dir.path().join("data.csv"), csv).unwrap();
     write_pipeline(dir.path(), "");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credchain"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_credchain"))
         .args(["run", "--pipeline", "pipeline.toml"])
         .current_dir(dir.path())
         .env_clear()

@@ -17,6 +17,7 @@ use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
 
 use super::{check_columns, ExistingColumn, LoadError, LoadPlan, Outcome};
 use crate::etl::error::EtlError;
+use crate::etl::ident;
 use crate::etl::observer::{LogLevel, Reporter};
 use crate::etl::staging::{Field, StagingReader};
 use crate::etl::value::{write_date, write_timestamp, ColumnType};
@@ -71,10 +72,130 @@ fn load_in_transaction(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(run("begin a transaction"))?;
     let created = prepare_table(&tx, plan, reporter)?;
-    let changed = insert_rows(&tx, plan, staging, reporter)?;
+    let count = ChangeCount::choose(plan, created);
+    count
+        .prepare(&tx, plan)
+        .map_err(run("track the changed rows"))?;
+    let inserted = insert_rows(&tx, plan, staging, reporter)?;
+    let changed = (count.finish(&tx, plan, inserted)).map_err(run("count the changed rows"))?;
     reporter.check()?;
     tx.commit().map_err(run("commit"))?;
     Ok(Outcome { created, changed })
+}
+
+/// The temp table holding each touched key's row as it was before the load.
+const BEFORE_TABLE: &str = "credchain_before";
+
+/// How the rows a load changed are counted. SQLite counts every row a statement writes, so a
+/// key that appears twice in the input would count twice, even when its row ends as it began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChangeCount {
+    /// Every row written is a change: no key, or only key columns (a duplicate does nothing).
+    Written,
+    /// The table was empty before: the changed rows are the rows in it now.
+    RowsInTable,
+    /// Triggers keep each touched key's old row; the rows that differ from it at the end count.
+    Compared,
+}
+
+impl ChangeCount {
+    fn choose(plan: &LoadPlan, created: bool) -> Self {
+        if plan.keys.is_empty() || plan.value_columns().is_empty() {
+            ChangeCount::Written
+        } else if created || plan.replace {
+            ChangeCount::RowsInTable
+        } else {
+            ChangeCount::Compared
+        }
+    }
+
+    /// Installs the triggers of [`ChangeCount::Compared`].
+    fn prepare(self, tx: &Transaction<'_>, plan: &LoadPlan) -> rusqlite::Result<()> {
+        if self != ChangeCount::Compared {
+            return Ok(());
+        }
+        let (keys, values) = key_and_value_names(plan);
+        let slots =
+            |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
+        let (k, v) = (slots("k", keys.len()), slots("v", values.len()));
+        let of = |row: &str, names: &[String]| {
+            names
+                .iter()
+                .map(|n| format!("{row}.{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Only the first write of a key is kept. `INSERT OR IGNORE` cannot say so: inside a
+        // trigger, the upsert's own conflict handling (abort) overrides the trigger's.
+        let seen = |row: &str| {
+            keys.iter()
+                .enumerate()
+                .map(|(i, n)| format!("k{i} = {row}.{n}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let table = plan.quoted_table();
+        tx.execute_batch(&format!(
+            "CREATE TEMP TABLE {BEFORE_TABLE} ({k}, existed, {v}, PRIMARY KEY ({k}));
+             CREATE TEMP TRIGGER {BEFORE_TABLE}_update BEFORE UPDATE ON {table}
+             WHEN NOT EXISTS (SELECT 1 FROM {BEFORE_TABLE} WHERE {old_seen}) BEGIN
+               INSERT INTO {BEFORE_TABLE} VALUES ({old_keys}, 1, {old_values}); END;
+             CREATE TEMP TRIGGER {BEFORE_TABLE}_insert AFTER INSERT ON {table}
+             WHEN NOT EXISTS (SELECT 1 FROM {BEFORE_TABLE} WHERE {new_seen}) BEGIN
+               INSERT INTO {BEFORE_TABLE} ({k}, existed) VALUES ({new_keys}, 0); END;",
+            k = k.join(", "),
+            v = v.join(", "),
+            old_keys = of("OLD", &keys),
+            old_values = of("OLD", &values),
+            new_keys = of("NEW", &keys),
+            old_seen = seen("OLD"),
+            new_seen = seen("NEW"),
+        ))
+    }
+
+    /// The rows changed, given the rows the statements wrote; removes the triggers.
+    fn finish(self, tx: &Transaction<'_>, plan: &LoadPlan, written: u64) -> rusqlite::Result<u64> {
+        let count = |sql: &str| tx.query_row(sql, [], |row| row.get::<_, i64>(0));
+        let table = plan.quoted_table();
+        match self {
+            ChangeCount::Written => Ok(written),
+            ChangeCount::RowsInTable => Ok(count(&format!("SELECT count(*) FROM {table}"))? as u64),
+            ChangeCount::Compared => {
+                let (keys, values) = key_and_value_names(plan);
+                let same_key: Vec<String> = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("t.{n} = b.k{i}"))
+                    .collect();
+                let differs: Vec<String> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("t.{n} IS NOT b.v{i}"))
+                    .collect();
+                let changed = count(&format!(
+                    "SELECT (SELECT count(*) FROM temp.{BEFORE_TABLE} WHERE existed = 0)
+                       + (SELECT count(*) FROM temp.{BEFORE_TABLE} b JOIN {table} t ON {}
+                          WHERE b.existed = 1 AND ({}))",
+                    same_key.join(" AND "),
+                    differs.join(" OR ")
+                ))?;
+                tx.execute_batch(&format!(
+                    "DROP TRIGGER temp.{BEFORE_TABLE}_update; DROP TRIGGER temp.{BEFORE_TABLE}_insert;
+                     DROP TABLE temp.{BEFORE_TABLE};"
+                ))?;
+                Ok(changed as u64)
+            }
+        }
+    }
+}
+
+/// The key columns and the other columns, quoted.
+fn key_and_value_names(plan: &LoadPlan) -> (Vec<String>, Vec<String>) {
+    let keys = plan
+        .keys
+        .iter()
+        .map(|&k| ident::quote(&plan.columns[k].name));
+    (keys.collect(), plan.value_columns())
 }
 
 /// Creates the table, or checks the one that exists. True if created.
@@ -311,12 +432,40 @@ fn insert_one_by_one(
     Ok(changed)
 }
 
+/// A failed insert: the row's fault (a constraint, a type) names its line; the database's
+/// (read-only, full disk, I/O) does not, since no row would have fared better.
 fn insert_error(plan: &LoadPlan, line: u64, source: rusqlite::Error) -> LoadError {
+    if is_database_fault(&source) {
+        return LoadError::RunSqlite {
+            action: "write rows",
+            table: plan.table.clone(),
+            source,
+        };
+    }
     LoadError::InsertRow {
         line,
         table: plan.table.clone(),
         source,
     }
+}
+
+/// Whether SQLite failed for a reason of the database file rather than of the row.
+fn is_database_fault(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            C::ReadOnly
+                | C::CannotOpen
+                | C::PermissionDenied
+                | C::DiskFull
+                | C::SystemIoFailure
+                | C::DatabaseCorrupt
+                | C::NotADatabase
+                | C::DatabaseBusy
+                | C::DatabaseLocked
+        )
+    )
 }
 
 fn prepare_error(plan: &LoadPlan, source: rusqlite::Error) -> LoadError {
@@ -370,6 +519,19 @@ fn text(bytes: &[u8]) -> ToSqlOutput<'_> {
 mod tests {
     use super::*;
     use crate::etl::load::tests::{column, plan};
+
+    #[test]
+    fn a_read_only_database_is_not_blamed_on_a_row() {
+        let plan = plan(vec![column("id", ColumnType::Integer, 1)], vec![]);
+        let code = |c| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(c), None);
+        let err = insert_error(&plan, 7, code(rusqlite::ffi::SQLITE_READONLY));
+        assert!(matches!(err, LoadError::RunSqlite { .. }), "{err:?}");
+        assert!(!err.to_string().contains("line 7"));
+        assert_eq!(err.kind(), crate::etl::EtlErrorKind::Config);
+        let err = insert_error(&plan, 7, code(rusqlite::ffi::SQLITE_CONSTRAINT));
+        assert!(err.to_string().contains("line 7"), "{err}");
+        assert_eq!(err.kind(), crate::etl::EtlErrorKind::Failed);
+    }
 
     #[test]
     fn affinity_follows_sqlite_rules() {
