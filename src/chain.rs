@@ -8,8 +8,9 @@
 //!    the source, unless that source is `optional`: then it is passed over with a warning.
 //! 5. When no source holds the key, the error lists every source tried and why it had nothing.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use credchain_core::{CredentialSource, ErrorKind, Resolved, Secret, SourceError, SourceSettings};
 use tracing::{debug, warn, Instrument};
@@ -105,12 +106,37 @@ impl fmt::Display for Tried<'_> {
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
     links: Vec<Link>,
+    /// The last failure warned about for each link, so that one broken source (a
+    /// malformed `.env` line) warns once, not once per key and per refresh.
+    warned: Arc<Mutex<HashMap<usize, String>>>,
 }
 
 impl Chain {
     /// A chain over these links, highest priority first.
     pub fn new(links: Vec<Link>) -> Self {
-        Chain { links }
+        Chain {
+            links,
+            warned: Arc::default(),
+        }
+    }
+
+    /// Whether the failure of link `index` is news: true once per distinct message
+    /// until the link answers again.
+    fn first_warning(&self, index: usize, message: &str) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        if warned.get(&index).is_some_and(|last| last == message) {
+            return false;
+        }
+        warned.insert(index, message.to_string());
+        true
+    }
+
+    /// Link `index` answered: its next failure is news again.
+    fn answered(&self, index: usize) {
+        self.warned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&index);
     }
 
     /// The links, highest priority first.
@@ -154,6 +180,9 @@ impl Chain {
                 _ => link.source.fetch(key).instrument(span.clone()).await,
             };
             let _entered = span.enter();
+            if outcome.is_ok() {
+                self.answered(index);
+            }
             match outcome {
                 Ok(Some(resolved)) => {
                     debug!(location = %resolved.provenance.location, "found");
@@ -171,14 +200,22 @@ impl Chain {
                     tried.push(attempt(name, format!("not configured: {error}")));
                 }
                 Err(error) if link.settings.optional => {
-                    warn!(error = %error, kind = %error.kind(), "optional source failed; moving on");
+                    if self.first_warning(index, &error.to_string()) {
+                        warn!(error = %error, kind = %error.kind(), "optional source failed; moving on");
+                    } else {
+                        debug!(error = %error, kind = %error.kind(), "optional source failed again; moving on");
+                    }
                     tried.push(attempt(
                         name,
                         format!("skipped (optional): {}: {error}", error.kind()),
                     ));
                 }
                 Err(error) => {
-                    warn!(error = %error, kind = %error.kind(), "source failed");
+                    if self.first_warning(index, &error.to_string()) {
+                        warn!(error = %error, kind = %error.kind(), "source failed");
+                    } else {
+                        debug!(error = %error, kind = %error.kind(), "source failed again");
+                    }
                     return Err(ResolveError::FetchKey {
                         key: key.to_string(),
                         source_name: name.to_string(),
@@ -256,6 +293,32 @@ mod tests {
 
     fn holds(pairs: &[(&'static str, &'static str)]) -> Behaviour {
         Behaviour::Holds(pairs.iter().copied().collect())
+    }
+
+    #[tokio::test]
+    async fn a_failing_source_is_news_once_until_it_answers_again() {
+        let c = chain(vec![
+            (Fake("broken", Behaviour::Fails(ErrorKind::Invalid)), true),
+            (Fake("fallback", holds(&[("A", "1"), ("B", "2")])), false),
+        ]);
+        assert!(c.first_warning(0, "boom"));
+        assert!(
+            !c.first_warning(0, "boom"),
+            "the same failure again is not news"
+        );
+        assert!(c.first_warning(0, "other"), "a different failure is");
+        assert!(c.first_warning(1, "other"), "per link");
+        c.answered(0);
+        assert!(c.first_warning(0, "other"), "after an answer, news again");
+        // Resolving keys through the broken optional link records its failure once.
+        c.answered(0);
+        for key in ["A", "B"] {
+            c.resolve(key).await.unwrap();
+        }
+        assert!(
+            !c.first_warning(0, "boom"),
+            "both lookups shared one warning"
+        );
     }
 
     #[tokio::test]

@@ -123,6 +123,19 @@ async fn unknown_ca_exits_6_naming_the_host_and_the_certificate_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_plain_http_port_says_to_use_http() {
+    let fake = FakePrefect::start(|seen, _| prefect_like(seen)).await;
+    let url = fake.url().replacen("http://", "https://", 1);
+    let out = check(&[], vec![var("PREFECT_API_URL", url)]).await;
+    assert_exit(&out, 6);
+    assert!(
+        out.stderr.contains("answered in plain HTTP") && out.stderr.contains("use http://"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_skip_verify_accepts_an_unknown_ca() {
     let fake = FakePrefect::start_tls(|seen, _| prefect_like(seen)).await;
     let vars = vec![

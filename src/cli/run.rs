@@ -131,22 +131,11 @@ pub async fn build_pipeline(
             .and_then(|(_, v)| v.clone())
     })
     .map_err(|e| Failure::new(Exit::Usage, e))?;
-    Pipeline::new(config, target).map_err(|e| {
-        let exit = FlowError::from(e);
-        Failure::new(exit.exit(), exit)
-    })
+    Pipeline::new(config, target).map_err(|e| flow_failure(FlowError::from(e)))
 }
 
 /// A failed run's exit code and message.
 pub fn flow_failure(error: FlowError) -> Failure {
-    let exit = error.exit();
-    let hint = match exit {
-        Exit::WorkFailed => Some("see the log lines above and the rejects file, if any"),
-        _ => None,
-    };
-    let failure = Failure::new(exit, error);
-    match hint {
-        Some(hint) => failure.hint(hint),
-        None => failure,
-    }
+    let hint = error.hint();
+    Failure::new(error.exit(), error).hint(hint)
 }

@@ -181,8 +181,10 @@ pub enum ConfigError {
         path: PathBuf,
     },
     /// A field parsed but its value is not allowed.
-    #[error("pipeline.{field}: {reason}")]
+    #[error("{at}pipeline.{field}: {reason}")]
     InvalidField {
+        /// `FILE:LINE: ` of the field when known, else empty.
+        at: String,
         /// The field.
         field: &'static str,
         /// What is wrong with it.
@@ -193,10 +195,50 @@ pub enum ConfigError {
 impl ConfigError {
     fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         ConfigError::InvalidField {
+            at: String::new(),
             field,
             reason: reason.into(),
         }
     }
+
+    /// Names the file and line of an invalid field: the line of `field = ` in the `[pipeline]`
+    /// table that starts at 1-based `table_line` of `text`, else the table's own line.
+    fn located(self, origin: &str, text: Option<&str>, table_line: usize) -> Self {
+        match self {
+            ConfigError::InvalidField { field, reason, .. } => {
+                let line = text
+                    .and_then(|t| field_line(t, table_line, field))
+                    .unwrap_or(table_line);
+                ConfigError::InvalidField {
+                    at: format!("{origin}:{line}: "),
+                    field,
+                    reason,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// The 1-based line of `field = ...` inside the table whose header is at `table_line`.
+fn field_line(text: &str, table_line: usize, field: &str) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .skip(table_line)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(field)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| i + 1)
+}
+
+/// The 1-based line of the `[pipeline]` header, or 1.
+fn table_line(text: &str) -> usize {
+    text.lines()
+        .position(|l| l.trim() == "[pipeline]")
+        .map_or(1, |i| i + 1)
 }
 
 #[derive(Deserialize)]
@@ -221,11 +263,14 @@ impl PipelineConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let file: PipelineFile = parse_toml(&text, &path.display().to_string())?;
+        let origin = path.display().to_string();
+        let file: PipelineFile = parse_toml(&text, &origin)?;
         let config = file.pipeline.ok_or_else(|| ConfigError::MissingTable {
             path: path.to_path_buf(),
         })?;
-        config.finish(dir_of(path))
+        config
+            .finish(dir_of(path))
+            .map_err(|e| e.located(&origin, Some(&text), table_line(&text)))
     }
 
     /// Parses the `[pipeline]` table the main config loader kept as TOML. `path` and `line`
@@ -241,7 +286,12 @@ impl PipelineConfig {
             Ok(config) => config,
             Err(e) => return Err(locate_table_error(path, &origin, line, e)),
         };
-        config.finish(path.map_or_else(|| PathBuf::from("."), dir_of))
+        config
+            .finish(path.map_or_else(|| PathBuf::from("."), dir_of))
+            .map_err(|e| {
+                let text = path.and_then(|p| std::fs::read_to_string(p).ok());
+                e.located(&origin, text.as_deref(), line)
+            })
     }
 
     /// Parses a pipeline file's text; used for the embedded sample. Relative source paths are
@@ -251,7 +301,9 @@ impl PipelineConfig {
         let config = file.pipeline.ok_or_else(|| ConfigError::MissingTable {
             path: PathBuf::from(origin),
         })?;
-        config.finish(base_dir.to_path_buf())
+        config
+            .finish(base_dir.to_path_buf())
+            .map_err(|e| e.located(origin, Some(text), table_line(text)))
     }
 
     fn finish(mut self, base_dir: PathBuf) -> Result<Self, ConfigError> {
@@ -274,7 +326,7 @@ impl PipelineConfig {
         if !(0.0..=1.0).contains(&self.max_rejected) {
             return Err(ConfigError::invalid(
                 "max_rejected",
-                format!("{} is not a share between 0.0 and 1.0", self.max_rejected),
+                format!("{:?} is not a share between 0.0 and 1.0", self.max_rejected),
             ));
         }
         if self
@@ -472,9 +524,12 @@ mod tests {
     fn max_rejected_out_of_range_names_the_field() {
         let err = parse("source = \"a.csv\"\ntable = \"t\"\nmax_rejected = 1.5").unwrap_err();
         assert!(
-            err.to_string().starts_with("pipeline.max_rejected:"),
+            err.to_string()
+                .starts_with("p.toml:4: pipeline.max_rejected:"),
             "{err}"
         );
+        let err = parse("source = \"a.csv\"\ntable = \"t\"\nmax_rejected = 1e308").unwrap_err();
+        assert!(err.to_string().contains(" 1e308 is not a share"), "{err}");
     }
 
     #[test]
@@ -497,7 +552,11 @@ mod tests {
     #[test]
     fn format_is_required_without_a_known_extension() {
         let err = parse("source = \"data.txt\"\ntable = \"t\"").unwrap_err();
-        assert!(err.to_string().starts_with("pipeline.format:"), "{err}");
+        // No `format` line: the table's own line.
+        assert!(
+            err.to_string().starts_with("p.toml:1: pipeline.format:"),
+            "{err}"
+        );
         assert!(parse("source = \"data.txt\"\nformat = \"csv\"\ntable = \"t\"").is_ok());
     }
 

@@ -45,6 +45,7 @@ impl Pipeline {
     pub fn new(config: PipelineConfig, target: ResolvedTarget) -> Result<Self, EtlError> {
         config.validate()?;
         let format = config.source_format().ok_or(ConfigError::InvalidField {
+            at: String::new(),
             field: "format",
             reason: "cannot tell the source's format; set format".into(),
         })?;

@@ -56,7 +56,7 @@ pub enum TransformError {
     /// Too many rows were rejected; the rejects file is written and nothing was loaded.
     #[error(
         "{rejected} of {read} rows rejected, more than max_rejected = {max_rejected}; \
-         nothing was loaded; see {} (set `types` for columns whose values are valid)",
+         nothing was loaded; see {} ({hint})",
         rejects.display()
     )]
     RejectTooMany {
@@ -68,6 +68,8 @@ pub enum TransformError {
         max_rejected: f64,
         /// The rejects file.
         rejects: PathBuf,
+        /// What to do about the most common reason.
+        hint: String,
     },
 }
 
@@ -190,14 +192,16 @@ pub(crate) fn sort_records(
 
     let mut rec = Record::default();
     let mut read = 0u64;
+    let mut tally = RejectTally::default();
     while reader.next(&mut rec)? {
         read += 1;
         match stage_row(&rec, &plan.columns, &is_key, &mut out) {
             Ok(()) => out.commit().map_err(TransformError::WriteStaging)?,
-            Err(reason) => {
+            Err(reject) => {
+                tally.add(reject.cause);
                 let raw = reader.raw(&rec);
                 rejects
-                    .write(rec.line, &reason, &raw)
+                    .write(rec.line, &reject.reason, &raw)
                     .map_err(TransformError::from)?;
             }
         }
@@ -207,7 +211,7 @@ pub(crate) fn sort_records(
     out.finish().map_err(TransformError::WriteStaging)?;
     let rejected = rejects.count();
     let rejects_path = rejects.finish().map_err(TransformError::from)?;
-    report_outcome(reporter, &plan, read, rejected, &rejects_path)?;
+    report_outcome(reporter, &plan, read, (rejected, &tally), &rejects_path)?;
     Ok(Transformed {
         columns: plan.columns,
         keys: plan.keys,
@@ -224,7 +228,7 @@ fn report_outcome(
     reporter: &Reporter,
     plan: &Plan,
     read: u64,
-    rejected: u64,
+    (rejected, tally): (u64, &RejectTally),
     rejects: &Path,
 ) -> Result<(), TransformError> {
     for c in &plan.columns {
@@ -241,6 +245,7 @@ fn report_outcome(
             read,
             max_rejected: plan.max_rejected,
             rejects: rejects.to_path_buf(),
+            hint: tally.hint(&plan.columns),
         });
     }
     if rejected > 0 {
@@ -253,31 +258,122 @@ fn report_outcome(
     Ok(())
 }
 
+/// Why a record was rejected: its reason for the rejects file, and its cause for the tally.
+struct Reject {
+    reason: String,
+    cause: Cause,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cause {
+    /// The record is malformed: wrong number of fields, bad quoting, invalid JSON.
+    Record,
+    /// A key column is empty.
+    EmptyKey,
+    /// The value in this column did not fit its type.
+    Value(usize),
+}
+
+impl Reject {
+    fn record(reason: String) -> Self {
+        Reject {
+            reason,
+            cause: Cause::Record,
+        }
+    }
+}
+
+/// How many records were rejected for each cause, to name the most common one.
+#[derive(Debug, Default)]
+struct RejectTally {
+    /// Malformed records.
+    records: u64,
+    /// Records with an empty key column.
+    empty_keys: u64,
+    /// Values that did not fit their column, per column.
+    columns: Vec<u64>,
+}
+
+impl RejectTally {
+    fn add(&mut self, cause: Cause) {
+        match cause {
+            Cause::Record => self.records += 1,
+            Cause::EmptyKey => self.empty_keys += 1,
+            Cause::Value(i) => {
+                if self.columns.len() <= i {
+                    self.columns.resize(i + 1, 0);
+                }
+                self.columns[i] += 1;
+            }
+        }
+    }
+
+    /// What to do about the most common cause.
+    fn hint(&self, columns: &[Column]) -> String {
+        let worst = self
+            .columns
+            .iter()
+            .enumerate()
+            .max_by_key(|&(i, n)| (*n, std::cmp::Reverse(i)));
+        let other = self.records.max(self.empty_keys);
+        match worst {
+            Some((i, &n)) if n > other => {
+                let c = &columns[i];
+                if c.declared {
+                    format!(
+                        "{n} have a value that is not a valid {} in column {}, whose type is \
+                         declared in `types`: fix the data or the declared type",
+                        c.ty, c.name
+                    )
+                } else {
+                    format!(
+                        "{n} have a value that is not a valid {} in column {}: set \
+                         `types = {{ {} = \"text\" }}` if those values are valid",
+                        c.ty, c.name, c.name
+                    )
+                }
+            }
+            _ if self.empty_keys > self.records => format!(
+                "{} have an empty key column: every row needs a value in each `key` column",
+                self.empty_keys
+            ),
+            _ => format!(
+                "{} are malformed records (wrong number of fields, bad quoting or invalid \
+                 JSON): check the file's format and delimiter",
+                self.records
+            ),
+        }
+    }
+}
+
 /// Stages one record, or says why it is rejected.
 fn stage_row(
     rec: &Record,
     columns: &[Column],
     is_key: &[bool],
     out: &mut StagingWriter,
-) -> Result<(), String> {
+) -> Result<(), Reject> {
     if let Some(problem) = &rec.problem {
-        return Err(problem.clone());
+        return Err(Reject::record(problem.clone()));
     }
     if rec.fields.len() != columns.len() {
-        return Err(format!(
+        return Err(Reject::record(format!(
             "expected {} fields, found {}",
             columns.len(),
             rec.fields.len()
-        ));
+        )));
     }
     // One check of the whole record spares one per text field; a record that fails it is
     // checked field by field to name the field.
     let clean_text = value::check_text(rec.fields.bytes()).is_ok();
     out.begin(rec.line, columns.len());
-    for ((field, column), &key) in rec.fields.iter().zip(columns).zip(is_key) {
+    for (i, ((field, column), &key)) in rec.fields.iter().zip(columns).zip(is_key).enumerate() {
         if value::trim(field).is_empty() {
             if key {
-                return Err(format!("key column {} is empty", column.name));
+                return Err(Reject {
+                    reason: format!("key column {} is empty", column.name),
+                    cause: Cause::EmptyKey,
+                });
             }
             out.null();
             continue;
@@ -288,7 +384,12 @@ fn stage_row(
         };
         match parsed {
             Ok(v) => out.value(v),
-            Err(failure) => return Err(describe(failure, column, field)),
+            Err(failure) => {
+                return Err(Reject {
+                    reason: describe(failure, column, field),
+                    cause: Cause::Value(i),
+                })
+            }
         }
     }
     Ok(())
@@ -309,5 +410,47 @@ fn describe(failure: ParseFailure, column: &Column, field: &[u8]) -> String {
                 column.name, column.ty, column.ty
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, ty: ColumnType, declared: bool) -> Column {
+        Column {
+            header: name.into(),
+            name: name.into(),
+            ty,
+            declared,
+            values: 0,
+        }
+    }
+
+    #[test]
+    fn the_hint_names_the_most_common_cause() {
+        let columns = [
+            column("id", ColumnType::Integer, false),
+            column("amount", ColumnType::Real, true),
+        ];
+        let mut tally = RejectTally::default();
+        tally.add(Cause::Record);
+        assert!(tally.hint(&columns).contains("1 are malformed records"));
+        tally.add(Cause::Value(0));
+        tally.add(Cause::Value(0));
+        let hint = tally.hint(&columns);
+        assert!(
+            hint.contains("2 have a value that is not a valid integer in column id")
+                && hint.contains("types = { id = \"text\" }"),
+            "{hint}"
+        );
+        for _ in 0..3 {
+            tally.add(Cause::Value(1));
+        }
+        assert!(tally.hint(&columns).contains("declared in `types`"));
+        for _ in 0..4 {
+            tally.add(Cause::EmptyKey);
+        }
+        assert!(tally.hint(&columns).contains("4 have an empty key column"));
     }
 }

@@ -55,4 +55,31 @@ impl FlowError {
             },
         }
     }
+
+    /// What the user should do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            FlowError::Request(error) => error.hint(),
+            FlowError::Orchestration { .. } => {
+                "the server's orchestration rules stopped the run: see the run in Prefect's UI"
+                    .to_string()
+            }
+            FlowError::Etl(error) => match error.kind() {
+                EtlErrorKind::Config => "fix the [pipeline] table or the target; see \
+                    docs/pipeline.md"
+                    .to_string(),
+                EtlErrorKind::Unreachable => {
+                    "check that the source URL or the database server is reachable".to_string()
+                }
+                EtlErrorKind::Unauthorized => {
+                    "the database refused the login: check the user and password (target_key, \
+                     password_key)"
+                        .to_string()
+                }
+                EtlErrorKind::Failed => {
+                    "see the log lines above and the rejects file, if any".to_string()
+                }
+            },
+        }
+    }
 }

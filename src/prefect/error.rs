@@ -172,6 +172,11 @@ impl Unreachable {
             Unreachable::Dns { host } => {
                 format!("check the host name `{host}` in PREFECT_API_URL and your DNS")
             }
+            Unreachable::Tls { problem, .. } if problem == super::transport::PLAIN_HTTP => {
+                "this port serves plain HTTP: use http:// in PREFECT_API_URL, or the port where \
+                 the server (or its gateway) serves HTTPS"
+                    .to_string()
+            }
             Unreachable::Tls { host, .. } => format!(
                 "if {host} uses a private CA, set PREFECT_API_SSL_CERT_FILE (or SSL_CERT_FILE) \
                  to its PEM file; PREFECT_API_TLS_INSECURE_SKIP_VERIFY=true turns checks off \

@@ -236,11 +236,18 @@ fn find_io_kind(error: &reqwest::Error) -> Option<std::io::ErrorKind> {
         .find_map(|e| e.downcast_ref::<std::io::Error>().map(|io| io.kind()))
 }
 
+/// The TLS problem of a server that answered a handshake in plain HTTP.
+pub(crate) const PLAIN_HTTP: &str = "the server answered in plain HTTP, not TLS";
+
 fn find_tls_problem(error: &reqwest::Error) -> Option<String> {
     causes(error).iter().find_map(|e| {
         let tls = e.downcast_ref::<rustls::Error>()?;
         Some(match tls {
             rustls::Error::InvalidCertificate(cert) => describe_certificate_error(cert),
+            // A TLS record must start with a known content type; an HTTP answer starts "HTTP/".
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                PLAIN_HTTP.to_string()
+            }
             other => other.to_string(),
         })
     })

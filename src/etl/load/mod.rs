@@ -122,6 +122,18 @@ impl LoadError {
             },
             LoadError::SetupTls { .. } => EtlErrorKind::Config,
             LoadError::OpenSqlite { .. } => EtlErrorKind::Config,
+            LoadError::RunSqlite { source, .. }
+                if matches!(
+                    source.sqlite_error_code(),
+                    Some(
+                        rusqlite::ErrorCode::ReadOnly
+                            | rusqlite::ErrorCode::CannotOpen
+                            | rusqlite::ErrorCode::PermissionDenied
+                    )
+                ) =>
+            {
+                EtlErrorKind::Config
+            }
             _ => EtlErrorKind::Failed,
         }
     }
