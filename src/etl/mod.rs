@@ -47,5 +47,5 @@ pub use observer::{LogLevel, NoopObserver, PipelineObserver, Step, TerminalObser
 pub use pipeline::{Loaded, Pipeline};
 pub use summary::Summary;
 pub use target::ResolvedTarget;
-pub use transform::{Column, Transformed};
+pub use transform::{Column, TransformReport, Transformed};
 pub use value::ColumnType;

@@ -1,6 +1,8 @@
-//! The pipeline: three sequential steps with their own results (each becomes a Prefect task
-//! run), and `run_all` for the three in a row.
+//! The pipeline: three steps with their own results (each becomes a Prefect task run). Extract
+//! comes first; transform and load then run one after the other, or at once
+//! ([`Pipeline::transform_and_load`], what `run_all` and the flow do).
 
+use std::future::Future;
 use std::time::Instant;
 
 use super::config::{ConfigError, Format, PipelineConfig};
@@ -9,9 +11,10 @@ use super::extract::{self, Extracted};
 use super::load::{self, LoadPlan, Outcome};
 use super::observer::{run_blocking, LogLevel, PipelineObserver, Step};
 use super::source::{self, SourceLocation};
+use super::staging::{Staging, StagingWriter};
 use super::summary::Summary;
 use super::target::ResolvedTarget;
-use super::transform::{self, Plan, Transformed};
+use super::transform::{self, Column, Plan, TransformError, TransformReport, Transformed};
 
 /// A configured pipeline, ready to run.
 #[derive(Debug, Clone)]
@@ -67,11 +70,13 @@ impl Pipeline {
         &self.target
     }
 
-    /// Runs extract, transform and load in a row.
+    /// Runs extract, then transform and load at once (see [`Pipeline::transform_and_load`]).
     pub async fn run_all(&self, obs: &dyn PipelineObserver) -> Result<Summary, EtlError> {
         let extracted = self.extract(obs).await?;
-        let transformed = self.transform(extracted, obs).await?;
-        Ok(self.load(transformed, obs).await?.into_summary())
+        let (transform, load) = self.transform_and_load(extracted, obs, obs)?;
+        let (sorted, loaded) = tokio::join!(transform, load);
+        sorted?;
+        Ok(loaded?.into_summary())
     }
 
     /// Extract: opens (or downloads) the source, reads the header, counts and profiles the
@@ -117,28 +122,23 @@ impl Pipeline {
         extracted: Extracted,
         obs: &dyn PipelineObserver,
     ) -> Result<Transformed, EtlError> {
-        let result = self.transform_inner(extracted, obs).await;
+        let result = async {
+            let (plan, staging, writer) = self.plan_transform(&extracted)?;
+            let started = extracted.started;
+            let sorted = sort(extracted, plan.clone(), writer, obs).await?;
+            Ok(Transformed {
+                columns: plan.columns,
+                keys: plan.keys,
+                staging,
+                rows_read: sorted.rows_read,
+                rows_rejected: sorted.rows_rejected,
+                rejects: sorted.rejects,
+                started,
+            })
+        }
+        .await;
         obs.finished(Step::Transform);
         result
-    }
-
-    async fn transform_inner(
-        &self,
-        extracted: Extracted,
-        obs: &dyn PipelineObserver,
-    ) -> Result<Transformed, EtlError> {
-        let (columns, keys) = transform::plan_columns(&self.config, &extracted)?;
-        let plan = Plan {
-            columns,
-            keys,
-            rejects: self.config.rejects_path(),
-            max_rejected: self.config.max_rejected,
-        };
-        let total = Some(extracted.records);
-        run_blocking(Step::Transform, total, obs, move |reporter| {
-            transform::sort_records(extracted, plan, &reporter)
-        })
-        .await
     }
 
     /// Load: writes the clean rows into the target in one transaction.
@@ -147,37 +147,130 @@ impl Pipeline {
         transformed: Transformed,
         obs: &dyn PipelineObserver,
     ) -> Result<Loaded, EtlError> {
-        let result = self.load_inner(transformed, obs).await;
+        let plan = self.load_plan(
+            &transformed.columns,
+            &transformed.keys,
+            transformed.rows_accepted(),
+        );
+        let sorted = TransformReport {
+            rows_read: transformed.rows_read,
+            rows_rejected: transformed.rows_rejected,
+            rejects: transformed.rejects.clone(),
+        };
+        let result = self
+            .load_inner(
+                &plan,
+                &transformed.staging,
+                obs,
+                async { Ok(sorted) },
+                transformed.started,
+            )
+            .await;
         obs.finished(Step::Load);
         result
     }
 
+    /// Transform and load at once, as two futures to drive together (`tokio::join!`): load
+    /// reads the rows as transform writes them, so the two steps share the machine's cores
+    /// and the load ends soon after transform. Load commits only once transform has accepted
+    /// the input; when transform fails (too many rejects, an unreadable source), load rolls
+    /// back and ends with [`EtlError::Cancelled`]. A configuration error found before either
+    /// starts (a `key` or `types` column the source lacks) is returned at once.
+    #[allow(clippy::type_complexity)]
+    pub fn transform_and_load<'a>(
+        &'a self,
+        extracted: Extracted,
+        transform_obs: &'a dyn PipelineObserver,
+        load_obs: &'a dyn PipelineObserver,
+    ) -> Result<
+        (
+            impl Future<Output = Result<TransformReport, EtlError>> + 'a,
+            impl Future<Output = Result<Loaded, EtlError>> + 'a,
+        ),
+        EtlError,
+    > {
+        let (plan, staging, writer) = self.plan_transform(&extracted)?;
+        let load_plan = self.load_plan(&plan.columns, &plan.keys, extracted.records);
+        let started = extracted.started;
+        let (sorted_tx, sorted_rx) = tokio::sync::oneshot::channel();
+        let transform = async move {
+            let result = sort(extracted, plan, writer, transform_obs).await;
+            transform_obs.finished(Step::Transform);
+            if let Ok(sorted) = &result {
+                let _ = sorted_tx.send(sorted.clone());
+            }
+            result
+        };
+        let load = async move {
+            let sorted = async {
+                sorted_rx
+                    .await
+                    .map_err(|_| EtlError::Cancelled { step: Step::Load })
+            };
+            let result = self
+                .load_inner(&load_plan, &staging, load_obs, sorted, started)
+                .await;
+            let result = match result {
+                Err(_) if staging.stopped() => Err(EtlError::Cancelled { step: Step::Load }),
+                other => other,
+            };
+            load_obs.finished(Step::Load);
+            result
+        };
+        Ok((transform, load))
+    }
+
+    /// Names the columns, decides their types, and creates the staging file.
+    fn plan_transform(
+        &self,
+        extracted: &Extracted,
+    ) -> Result<(Plan, Staging, StagingWriter), EtlError> {
+        let (columns, keys) = transform::plan_columns(&self.config, extracted)?;
+        let plan = Plan {
+            columns,
+            keys,
+            rejects: self.config.rejects_path(),
+            max_rejected: self.config.max_rejected,
+        };
+        let (staging, writer) = Staging::create().map_err(TransformError::WriteStaging)?;
+        Ok((plan, staging, writer))
+    }
+
+    /// What load needs; `rows` is how many rows it expects (for progress).
+    fn load_plan(&self, columns: &[Column], keys: &[usize], rows: u64) -> LoadPlan {
+        LoadPlan {
+            table: self.config.table.clone(),
+            columns: columns.to_vec(),
+            keys: keys.to_vec(),
+            rows,
+            replace: self.config.replace,
+        }
+    }
+
+    /// Loads the staged rows; `sorted` yields transform's counts once it has ended.
     async fn load_inner(
         &self,
-        transformed: Transformed,
+        plan: &LoadPlan,
+        staging: &Staging,
         obs: &dyn PipelineObserver,
+        sorted: impl Future<Output = Result<TransformReport, EtlError>>,
+        started: Instant,
     ) -> Result<Loaded, EtlError> {
-        let plan = LoadPlan {
-            table: self.config.table.clone(),
-            columns: transformed.columns.clone(),
-            keys: transformed.keys.clone(),
-            rows: transformed.rows_accepted(),
-            replace: self.config.replace,
-        };
         let shown = self.target.display_url();
-        let message = format!("loading {} rows into {} at {shown}", plan.rows, plan.table);
+        let message = format!("loading into {} at {shown}", plan.table);
         obs.log(Step::Load, LogLevel::Info, &message);
-        let outcome = self.load_into_target(&plan, &transformed, obs).await?;
+        let outcome = self.load_into_target(plan, staging, obs).await?;
+        let sorted = sorted.await?;
         let summary = Summary {
-            table: plan.table,
+            table: plan.table.clone(),
             target: shown,
-            rows_read: transformed.rows_read,
-            rows_loaded: transformed.rows_accepted(),
-            rows_rejected: transformed.rows_rejected,
+            rows_read: sorted.rows_read,
+            rows_loaded: sorted.rows_read - sorted.rows_rejected,
+            rows_rejected: sorted.rows_rejected,
             rows_changed: outcome.changed,
             table_created: outcome.created,
-            rejects: transformed.rejects.clone(),
-            duration: transformed.started.elapsed(),
+            rejects: sorted.rejects,
+            duration: started.elapsed(),
         };
         obs.log(Step::Load, LogLevel::Info, &summary.to_string());
         Ok(Loaded { summary })
@@ -186,22 +279,34 @@ impl Pipeline {
     async fn load_into_target(
         &self,
         plan: &LoadPlan,
-        transformed: &Transformed,
+        staging: &Staging,
         obs: &dyn PipelineObserver,
     ) -> Result<Outcome, EtlError> {
         match &self.target {
             ResolvedTarget::Sqlite { path } => {
-                let (path, plan) = (path.clone(), plan.clone());
-                let staging =
-                    (transformed.staging.rewind()).map_err(load::LoadError::ReadStaging)?;
+                let (path, plan, input) = (path.clone(), plan.clone(), staging.follow());
                 run_blocking(Step::Load, Some(plan.rows), obs, move |reporter| {
-                    load::sqlite::load(&path, &plan, staging, &reporter)
+                    load::sqlite::load(&path, &plan, input, &reporter)
                 })
                 .await
             }
             ResolvedTarget::Postgres { url, password } => {
-                load::postgres::load(url, password.as_ref(), plan, &transformed.staging, obs).await
+                load::postgres::load(url, password.as_ref(), plan, staging, obs).await
             }
         }
     }
+}
+
+/// Runs transform's pass over the records.
+async fn sort(
+    extracted: Extracted,
+    plan: Plan,
+    writer: StagingWriter,
+    obs: &dyn PipelineObserver,
+) -> Result<TransformReport, EtlError> {
+    let total = Some(extracted.records);
+    run_blocking(Step::Transform, total, obs, move |reporter| {
+        transform::sort_records(extracted, &plan, writer, &reporter)
+    })
+    .await
 }

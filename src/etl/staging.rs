@@ -6,9 +6,18 @@
 //! (UTF-8), or NULL. PostgreSQL takes the file as it is (`COPY ... FROM STDIN (FORMAT binary)`);
 //! SQLite reads it back with [`StagingReader`]. Rows are written and read one at a time.
 //! The file has no name ([`Staging`]): the kernel reclaims it however the process ends.
+//!
+//! Load can read the file while transform still writes it ([`Staging::follow`]): the writer
+//! publishes how far whole, flushed rows reach, and the stream's trailer only once transform
+//! has accepted the whole input. A reader therefore never sees the end of a stream that
+//! transform then rejects (too many rejected rows); it gets an error instead, and the load
+//! rolls back.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 
@@ -42,44 +51,122 @@ fn pg_epoch() -> NaiveDate {
 }
 
 /// The staging file: anonymous (unlinked at once), so an interrupted run leaves nothing
-/// behind. It is written and read back through handles to the same open file.
-#[derive(Debug)]
+/// behind. It is written through a [`StagingWriter`] and read through [`Staging::follow`].
+#[derive(Debug, Clone)]
 pub(crate) struct Staging {
-    file: File,
+    file: Arc<File>,
+    shared: Arc<Shared>,
+}
+
+/// How far the writer has got, shared with the readers that follow it.
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<Published>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Published {
+    /// Bytes that readers may read: whole rows, written to the file.
+    bytes: u64,
+    /// `None` while transform runs; `Ok` once the stream is whole and accepted; `Err` with the
+    /// reason when transform stopped without accepting it.
+    end: Option<Result<(), String>>,
+}
+
+impl Shared {
+    fn update(&self, change: impl FnOnce(&mut Published)) {
+        change(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+        self.changed.notify_all();
+    }
 }
 
 impl Staging {
-    /// Creates the file in the temp directory; returns it and a handle to write it with.
-    pub(crate) fn create() -> io::Result<(Self, File)> {
+    /// Creates the file in the temp directory, and the writer that fills it.
+    pub(crate) fn create() -> io::Result<(Self, StagingWriter)> {
         let file = tempfile::tempfile_in(std::env::temp_dir())?;
-        let writer = file.try_clone()?;
-        Ok((Staging { file }, writer))
+        let staging = Staging {
+            file: Arc::new(file.try_clone()?),
+            shared: Arc::default(),
+        };
+        let writer = StagingWriter::new(file, staging.shared.clone())?;
+        Ok((staging, writer))
     }
 
-    /// A handle at the start of the file, to read it again. All handles share one position:
-    /// read with one handle at a time.
-    pub(crate) fn rewind(&self) -> io::Result<File> {
-        let mut file = self.file.try_clone()?;
-        file.seek(SeekFrom::Start(0))?;
-        Ok(file)
+    /// Whether transform stopped without accepting the rows.
+    pub(crate) fn stopped(&self) -> bool {
+        let state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        matches!(state.end, Some(Err(_)))
     }
 
-    /// The size of the file in bytes.
-    pub(crate) fn size(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+    /// A reader from the start of the file that follows the writer: it waits for rows not
+    /// written yet, ends where the accepted stream ends, and fails if transform stops without
+    /// accepting it. Each reader has its own position.
+    pub(crate) fn follow(&self) -> Follower {
+        Follower {
+            staging: self.clone(),
+            offset: 0,
+        }
     }
 }
 
-/// Writes rows of the staging file.
+/// A reader of the staging file that follows its writer (see [`Staging::follow`]).
+pub(crate) struct Follower {
+    staging: Staging,
+    offset: u64,
+}
+
+/// How long a follower waits between looks at the writer's progress; the writer wakes it
+/// sooner whenever it publishes.
+const FOLLOW_WAIT: Duration = Duration::from_millis(200);
+
+impl Read for Follower {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let shared = &self.staging.shared;
+        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let readable = loop {
+            let readable = state.bytes.saturating_sub(self.offset);
+            match &state.end {
+                _ if readable > 0 => break readable,
+                Some(Ok(())) => return Ok(0),
+                Some(Err(reason)) => return Err(io::Error::other(reason.clone())),
+                None => {
+                    state = shared
+                        .changed
+                        .wait_timeout(state, FOLLOW_WAIT)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        };
+        drop(state);
+        let want = buf
+            .len()
+            .min(usize::try_from(readable).unwrap_or(usize::MAX));
+        let n = self.staging.file.read_at(&mut buf[..want], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes rows of the staging file and publishes them to its followers.
 pub(crate) struct StagingWriter {
     out: BufWriter<File>,
     row: Vec<u8>,
+    /// Bytes written, including the buffered ones.
     bytes: u64,
+    shared: Arc<Shared>,
+    /// Whether [`StagingWriter::accept`] ended the stream.
+    accepted: bool,
 }
 
 impl StagingWriter {
     /// Starts the stream in `file`.
-    pub(crate) fn new(file: File) -> io::Result<Self> {
+    fn new(file: File, shared: Arc<Shared>) -> io::Result<Self> {
         let mut out = BufWriter::with_capacity(BUFFER, file);
         out.write_all(SIGNATURE)?;
         out.write_all(&0i32.to_be_bytes())?;
@@ -88,6 +175,8 @@ impl StagingWriter {
             out,
             row: Vec::with_capacity(1024),
             bytes: SIGNATURE.len() as u64 + 8,
+            shared,
+            accepted: false,
         })
     }
 
@@ -130,17 +219,52 @@ impl StagingWriter {
         self.row.extend_from_slice(bytes);
     }
 
-    /// Writes the row begun last.
+    /// Writes the row begun last. When the buffer is full, the rows before it go to the file
+    /// and are published.
     pub(crate) fn commit(&mut self) -> io::Result<()> {
+        if self.out.buffer().len() + self.row.len() > self.out.capacity() {
+            self.out.flush()?;
+            let written = self.bytes;
+            self.shared.update(|p| p.bytes = written);
+        }
         self.bytes += self.row.len() as u64;
         self.out.write_all(&self.row)
     }
 
-    /// Ends the stream; returns its size in bytes.
-    pub(crate) fn finish(mut self) -> io::Result<u64> {
+    /// Writes every row to the file and publishes them, without ending the stream; returns
+    /// the bytes written.
+    pub(crate) fn finish(&mut self) -> io::Result<u64> {
+        self.out.flush()?;
+        let written = self.bytes;
+        self.shared.update(|p| p.bytes = written);
+        Ok(written)
+    }
+
+    /// Ends the stream: transform accepted the input, so followers may read to its end.
+    pub(crate) fn accept(mut self) -> io::Result<u64> {
         self.out.write_all(&TRAILER.to_be_bytes())?;
         self.out.flush()?;
-        Ok(self.bytes + 2)
+        self.bytes += 2;
+        self.accepted = true;
+        let written = self.bytes;
+        self.shared.update(|p| {
+            p.bytes = written;
+            p.end = Some(Ok(()));
+        });
+        Ok(written)
+    }
+}
+
+impl Drop for StagingWriter {
+    /// A writer dropped without [`StagingWriter::accept`] (an error, too many rejects, a
+    /// cancelled run) fails its followers.
+    fn drop(&mut self) {
+        if !self.accepted {
+            self.shared.update(|p| {
+                p.end
+                    .get_or_insert(Err("transform stopped before the input was accepted".into()));
+            });
+        }
     }
 }
 
@@ -174,7 +298,10 @@ struct Short;
 
 impl StagingReader {
     /// Reads `input` from its start, whose columns have `types`, and checks the signature.
-    pub(crate) fn open(mut input: File, types: Vec<ColumnType>) -> io::Result<Self> {
+    pub(crate) fn open(
+        mut input: impl Read + Send + 'static,
+        types: Vec<ColumnType>,
+    ) -> io::Result<Self> {
         let mut head = [0u8; 19];
         input.read_exact(&mut head)?;
         if &head[..11] != SIGNATURE {
@@ -332,8 +459,7 @@ mod tests {
 
     #[test]
     fn rows_round_trip() {
-        let (staging, file) = Staging::create().unwrap();
-        let mut w = StagingWriter::new(file).unwrap();
+        let (staging, mut w) = Staging::create().unwrap();
         assert_eq!(stream_header().len(), 19);
         let date = NaiveDate::from_ymd_opt(1990, 1, 8).unwrap();
         let ts = date.and_hms_micro_opt(1, 2, 3, 4).unwrap();
@@ -345,8 +471,8 @@ mod tests {
         w.value(Value::Timestamp(ts));
         w.null();
         w.commit().unwrap();
-        let size = w.finish().unwrap();
-        assert_eq!(size, staging.size().unwrap());
+        let size = w.accept().unwrap();
+        assert_eq!(size, staging.file.metadata().unwrap().len());
 
         let types = [
             ColumnType::Integer,
@@ -356,7 +482,7 @@ mod tests {
             ColumnType::Timestamp,
             ColumnType::Text,
         ];
-        let mut r = StagingReader::open(staging.rewind().unwrap(), types.to_vec()).unwrap();
+        let mut r = StagingReader::open(staging.follow(), types.to_vec()).unwrap();
         assert_eq!(r.advance().unwrap(), Some(2));
         let fields: Vec<Field> = (0..types.len()).map(|i| r.field(i)).collect();
         let expected = [
@@ -369,5 +495,67 @@ mod tests {
         ];
         assert_eq!(fields, expected);
         assert_eq!(r.advance().unwrap(), None);
+    }
+
+    fn write_rows(w: &mut StagingWriter, from: u64, to: u64) {
+        for line in from..to {
+            w.begin(line, 1);
+            w.value(Value::Text(
+                b"a text value long enough to fill a few buffers",
+            ));
+            w.commit().unwrap();
+        }
+    }
+
+    /// Reads every row of `input`; the lines read, or the error that stopped the reader.
+    fn read_all(input: Follower) -> (Vec<u64>, Option<io::Error>) {
+        let mut lines = Vec::new();
+        let mut reader = match StagingReader::open(input, vec![ColumnType::Text]) {
+            Ok(reader) => reader,
+            Err(e) => return (lines, Some(e)),
+        };
+        loop {
+            match reader.advance() {
+                Ok(Some(line)) => lines.push(line),
+                Ok(None) => return (lines, None),
+                Err(e) => return (lines, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_follower_reads_rows_while_they_are_written_and_ends_when_accepted() {
+        let (staging, mut w) = Staging::create().unwrap();
+        let reader = std::thread::spawn({
+            let input = staging.follow();
+            move || read_all(input)
+        });
+        write_rows(&mut w, 1, 40_001);
+        w.finish().unwrap();
+        assert!(!reader.is_finished(), "no end before the rows are accepted");
+        w.accept().unwrap();
+        let (lines, error) = reader.join().unwrap();
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(lines, (1..40_001).collect::<Vec<_>>());
+        // A second follower reads the whole file on its own.
+        assert_eq!(read_all(staging.follow()).0.len(), 40_000);
+        assert!(!staging.stopped());
+    }
+
+    #[test]
+    fn a_writer_dropped_before_accepting_fails_its_followers() {
+        let (staging, mut w) = Staging::create().unwrap();
+        let reader = std::thread::spawn({
+            let input = staging.follow();
+            move || read_all(input)
+        });
+        write_rows(&mut w, 1, 30_001);
+        w.finish().unwrap();
+        drop(w);
+        let (lines, error) = reader.join().unwrap();
+        assert_eq!(lines.len(), 30_000, "every published row was read");
+        let error = error.expect("the reader fails");
+        assert!(error.to_string().contains("transform stopped"), "{error}");
+        assert!(staging.stopped());
     }
 }

@@ -14,6 +14,7 @@ use super::observer::{LogLevel, Reporter};
 use super::records::{Record, RecordReader};
 use super::rejects::{RejectsWriter, WriteRejectsError};
 use super::staging::{Staging, StagingWriter};
+
 use super::value::{self, ColumnType, ParseFailure, Value};
 
 /// How much of a bad value a reject reason quotes.
@@ -166,6 +167,7 @@ fn find_column(
 }
 
 /// What the pass needs besides the extracted source.
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub columns: Vec<Column>,
     pub keys: Vec<usize>,
@@ -173,19 +175,31 @@ pub(crate) struct Plan {
     pub max_rejected: f64,
 }
 
-/// Reads every record again and sorts it into staging or rejects (blocking).
+/// What transform's pass found, besides the staged rows.
+#[derive(Debug, Clone)]
+pub struct TransformReport {
+    /// Records read.
+    pub rows_read: u64,
+    /// Records rejected (written to the rejects file).
+    pub rows_rejected: u64,
+    /// The rejects file, written on every run.
+    pub rejects: PathBuf,
+}
+
+/// Reads every record again and sorts it into staging (through `out`) or rejects (blocking).
+/// The staged rows are accepted, for load to read to their end, only when the rejects stay
+/// within the threshold.
 pub(crate) fn sort_records(
     extracted: Extracted,
-    plan: Plan,
+    plan: &Plan,
+    mut out: StagingWriter,
     reporter: &Reporter,
-) -> Result<Transformed, EtlError> {
+) -> Result<TransformReport, EtlError> {
     let input = extracted.source.open()?;
     let mut reader = match extracted.format {
         Format::Csv => RecordReader::csv(input)?.0,
         Format::Jsonl => RecordReader::jsonl(input, extracted.keys.clone(), false),
     };
-    let (staging, file) = Staging::create().map_err(TransformError::WriteStaging)?;
-    let mut out = StagingWriter::new(file).map_err(TransformError::WriteStaging)?;
     let mut rejects = RejectsWriter::create(&plan.rejects).map_err(TransformError::from)?;
     let mut is_key = vec![false; plan.columns.len()];
     plan.keys.iter().for_each(|&k| is_key[k] = true);
@@ -211,15 +225,12 @@ pub(crate) fn sort_records(
     out.finish().map_err(TransformError::WriteStaging)?;
     let rejected = rejects.count();
     let rejects_path = rejects.finish().map_err(TransformError::from)?;
-    report_outcome(reporter, &plan, read, (rejected, &tally), &rejects_path)?;
-    Ok(Transformed {
-        columns: plan.columns,
-        keys: plan.keys,
-        staging,
+    report_outcome(reporter, plan, read, (rejected, &tally), &rejects_path)?;
+    out.accept().map_err(TransformError::WriteStaging)?;
+    Ok(TransformReport {
         rows_read: read,
         rows_rejected: rejected,
         rejects: rejects_path,
-        started: extracted.started,
     })
 }
 

@@ -12,7 +12,7 @@ use super::models::{Created, FlowRun, StateCreate, StateType};
 use super::states::{self, RunKind};
 use super::{FlowError, FLOW_NAME};
 use crate::etl::observer::{LogLevel, PipelineObserver, Step};
-use crate::etl::{Pipeline, Summary};
+use crate::etl::{EtlError, Pipeline, Summary};
 use crate::exit::error_chain;
 use crate::prefect::PrefectClient;
 
@@ -154,32 +154,77 @@ impl Run<'_> {
         let result = pipeline.extract(&self.observer(local, &task)).await;
         let extracted = self.end_task(&task, result).await?;
 
-        let task = self.start_task(Step::Transform).await?;
-        let result = pipeline
-            .transform(extracted, &self.observer(local, &task))
+        // Transform and load run at once: load reads the rows as transform writes them, and
+        // commits only once transform accepts them. The load holds the pipeline's tags: a lease
+        // taken before its task run is RUNNING and given back after it ends, so two loads on
+        // one tag never overlap.
+        let transform_task = self.start_task(Step::Transform).await?;
+        let load_task = self.create_task(Step::Load).await?;
+        let transform_obs = self.observer(local, &transform_task);
+        let load_obs = self.observer(local, &load_task);
+        let (transform, load) =
+            match pipeline.transform_and_load(extracted, &transform_obs, &load_obs) {
+                Ok(steps) => steps,
+                Err(error) => {
+                    self.cancel_task(&load_task, "transform failed").await;
+                    return Err(self
+                        .end_task::<()>(&transform_task, Err(error))
+                        .await
+                        .unwrap_err());
+                }
+            };
+        let (failed_tx, failed_rx) = tokio::sync::watch::channel(false);
+        let transform_side = async {
+            let result = self.end_task(&transform_task, transform.await).await;
+            if result.is_err() {
+                let _ = failed_tx.send(true);
+            }
+            result
+        };
+        let load_side = async {
+            let tags = &pipeline.config().tags;
+            let acquire = lease::acquire(self.client, tags, &load_task, |waiting| {
+                self.log(Some(&load_task), LogLevel::Info, waiting)
+            });
+            // A transform that fails while the load waits for its tags ends the wait.
+            let held = tokio::select! {
+                held = acquire => held?,
+                () = failed(failed_rx) => {
+                    self.cancel_task(&load_task, "transform failed").await;
+                    return Err(FlowError::Etl(EtlError::Cancelled { step: Step::Load }));
+                }
+            };
+            let outcome = async {
+                self.set_running(&load_task).await?;
+                match load.await {
+                    Err(EtlError::Cancelled { .. }) => {
+                        self.cancel_task(&load_task, "transform failed").await;
+                        Err(FlowError::Etl(EtlError::Cancelled { step: Step::Load }))
+                    }
+                    result => self.end_task(&load_task, result).await,
+                }
+            }
             .await;
-        let transformed = self.end_task(&task, result).await?;
+            if let Some(held) = held {
+                held.release().await;
+            }
+            outcome
+        };
+        let (transformed, loaded) = tokio::join!(transform_side, load_side);
+        // Transform's failure is the cause of the load's.
+        transformed?;
+        Ok(loaded?.into_summary())
+    }
 
-        // The load holds the pipeline's tags: a lease taken before the task run is RUNNING and
-        // given back after it is COMPLETED, so two loads on one tag never overlap.
-        let task = self.create_task(Step::Load).await?;
-        let tags = &pipeline.config().tags;
-        let held = lease::acquire(self.client, tags, &task, |waiting| {
-            self.log(Some(&task), LogLevel::Info, waiting)
-        })
-        .await?;
-        let outcome = async {
-            self.set_running(&task).await?;
-            let result = pipeline
-                .load(transformed, &self.observer(local, &task))
-                .await;
-            self.end_task(&task, result).await
+    /// Ends a task run that did not run to its end as CANCELLED, with why.
+    async fn cancel_task(&self, task: &str, why: &str) {
+        self.log(Some(task), LogLevel::Info, &format!("cancelled: {why}"));
+        let cancelled = StateCreate::new(StateType::Cancelled).message(why.to_string());
+        if let Err(report) =
+            states::propose(self.client, RunKind::Task, task, cancelled, false).await
+        {
+            warn!(error = %report, "cannot mark the task run CANCELLED");
         }
-        .await;
-        if let Some(held) = held {
-            held.release().await;
-        }
-        Ok(outcome?.into_summary())
     }
 
     async fn complete(&self, summary: Summary, started: Instant) -> Result<Summary, FlowError> {
@@ -310,4 +355,11 @@ fn artifact_markdown(summary: &Summary, seconds: f64) -> String {
         summary.rows_rejected,
         summary.rows_changed,
     )
+}
+
+/// Resolves once the flag turns true; never if its sender is dropped first.
+async fn failed(mut flag: tokio::sync::watch::Receiver<bool>) {
+    if flag.wait_for(|failed| *failed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }

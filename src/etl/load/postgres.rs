@@ -25,7 +25,7 @@ use super::{check_columns, ExistingColumn, LoadError, LoadPlan, Outcome};
 use crate::etl::error::EtlError;
 use crate::etl::ident;
 use crate::etl::observer::{LogLevel, PipelineObserver, Step};
-use crate::etl::staging::{self, Staging, StagingReader};
+use crate::etl::staging::{self, Follower, Staging, StagingReader};
 use crate::etl::value::ColumnType;
 
 /// How long to wait for the server when the URL sets no `connect_timeout`.
@@ -257,8 +257,8 @@ fn temp_table_sql(plan: &LoadPlan, stage: &str) -> String {
 }
 
 /// Streams the staging file through `copy` (as stored, or without the line column); returns
-/// the rows copied. A blocking thread reads the file while rows go out; progress is estimated
-/// from the bytes sent.
+/// the rows copied. A blocking thread reads the file, following transform while it still
+/// writes it, while the rows go out.
 async fn copy_staging(
     tx: &Transaction<'_>,
     plan: &LoadPlan,
@@ -268,69 +268,59 @@ async fn copy_staging(
     obs: &dyn PipelineObserver,
 ) -> Result<u64, LoadError> {
     let run = |action| move |source| run_error(plan, action, source);
-    let total = staging.size().map_err(LoadError::ReadStaging)?.max(1);
     let (chunks_tx, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
-    let (file, types) = (
-        staging.rewind().map_err(LoadError::ReadStaging)?,
+    let (input, types) = (
+        staging.follow(),
         plan.columns.iter().map(|c| c.ty).collect(),
     );
     let reader = tokio::task::spawn_blocking(move || {
-        if let Err(e) = read_chunks(file, types, without_line, &chunks_tx) {
+        if let Err(e) = read_chunks(input, types, without_line, &chunks_tx) {
             let _ = chunks_tx.blocking_send(Err(e));
         }
     });
     let sink = tx.copy_in(copy).await.map_err(run("start the copy"))?;
     let mut sink = pin!(sink);
-    let mut sent = 0u64;
+    let mut done = 0u64;
     while let Some(chunk) = chunks.recv().await {
-        let chunk = chunk.map_err(LoadError::ReadStaging)?;
-        sent += chunk.len() as u64;
+        let (chunk, rows) = chunk.map_err(LoadError::ReadStaging)?;
         sink.send(chunk).await.map_err(run("copy the rows"))?;
-        obs.progress(
-            Step::Load,
-            (plan.rows * sent / total).min(plan.rows),
-            Some(plan.rows),
-        );
+        done += rows;
+        obs.progress(Step::Load, done, Some(plan.rows.max(done)));
     }
     let _ = reader.await;
     let rows = sink.as_mut().finish().await.map_err(run("copy the rows"))?;
-    obs.progress(Step::Load, plan.rows, Some(plan.rows));
+    obs.progress(Step::Load, done, Some(done));
     Ok(rows)
 }
 
-/// Sends the staging file in chunks of about [`COPY_CHUNK`] bytes (blocking).
+/// Sends the staging file's rows in chunks of about [`COPY_CHUNK`] bytes, each with its row
+/// count (blocking).
 fn read_chunks(
-    mut file: std::fs::File,
+    input: Follower,
     types: Vec<ColumnType>,
     without_line: bool,
-    out: &mpsc::Sender<std::io::Result<Bytes>>,
+    out: &mpsc::Sender<std::io::Result<(Bytes, u64)>>,
 ) -> std::io::Result<()> {
-    let send = |chunk: Vec<u8>| out.blocking_send(Ok(Bytes::from(chunk))).is_ok();
-    if !without_line {
-        loop {
-            let mut chunk = vec![0; COPY_CHUNK];
-            let n = std::io::Read::read(&mut file, &mut chunk)?;
-            chunk.truncate(n);
-            if n == 0 || !send(chunk) {
+    let send = |chunk: Vec<u8>, rows| out.blocking_send(Ok((Bytes::from(chunk), rows))).is_ok();
+    let mut reader = StagingReader::open(input, types)?;
+    let mut chunk = staging::stream_header();
+    let mut rows = 0;
+    while reader.advance()?.is_some() {
+        if without_line {
+            reader.write_row_without_line(&mut chunk);
+        } else {
+            chunk.extend_from_slice(reader.row_bytes());
+        }
+        rows += 1;
+        if chunk.len() >= COPY_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(COPY_CHUNK + 4096));
+            if !send(full, std::mem::take(&mut rows)) {
                 return Ok(());
             }
         }
     }
-    let mut reader = StagingReader::open(file, types)?;
-    let mut chunk = staging::stream_header();
-    while reader.advance()?.is_some() {
-        reader.write_row_without_line(&mut chunk);
-        if chunk.len() >= COPY_CHUNK
-            && !send(std::mem::replace(
-                &mut chunk,
-                Vec::with_capacity(COPY_CHUNK + 4096),
-            ))
-        {
-            return Ok(());
-        }
-    }
     chunk.extend_from_slice(&staging::stream_trailer());
-    send(chunk);
+    send(chunk, rows);
     Ok(())
 }
 

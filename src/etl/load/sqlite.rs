@@ -8,7 +8,6 @@
 //! it: the default rollback journal only copies pages that existed before, so a bulk insert
 //! into a new table journals almost nothing.
 
-use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use super::{check_columns, ExistingColumn, LoadError, LoadPlan, Outcome};
 use crate::etl::error::EtlError;
 use crate::etl::ident;
 use crate::etl::observer::{LogLevel, Reporter};
-use crate::etl::staging::{Field, StagingReader};
+use crate::etl::staging::{Field, Follower, StagingReader};
 use crate::etl::value::{write_date, write_timestamp, ColumnType};
 
 /// How long to wait for another writer to release the database.
@@ -36,7 +35,7 @@ const MAX_ROWS_PER_INSERT: usize = 64;
 pub(crate) fn load(
     path: &Path,
     plan: &LoadPlan,
-    staging: File,
+    staging: Follower,
     reporter: &Reporter,
 ) -> Result<Outcome, EtlError> {
     let existed = path.exists();
@@ -50,7 +49,7 @@ pub(crate) fn load(
 fn load_in_transaction(
     path: &Path,
     plan: &LoadPlan,
-    staging: File,
+    staging: Follower,
     reporter: &Reporter,
 ) -> Result<Outcome, EtlError> {
     let mut conn = Connection::open(path).map_err(|source| LoadError::OpenSqlite {
@@ -346,7 +345,7 @@ struct Batch {
 fn insert_rows(
     tx: &Transaction<'_>,
     plan: &LoadPlan,
-    staging: File,
+    staging: Follower,
     reporter: &Reporter,
 ) -> Result<u64, EtlError> {
     let width = plan.columns.len();
