@@ -12,10 +12,14 @@ use credchain::exit::Exit;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread drives the async work of every command but `serve`, which may run several
+    // flows at once: the heavy work (parsing, loading) runs on blocking threads anyway, and a
+    // short command such as `check` starts faster and smaller without a pool of workers.
+    let mut builder = match cli.command {
+        cli::Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

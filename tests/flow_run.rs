@@ -217,7 +217,28 @@ fn run_with_too_many_bad_rows_fails_and_leaves_the_table_unchanged() {
         runs.as_array().unwrap().iter().find(|r| {
             prefect_api::state_type(r) == "FAILED" && state_message(r).contains("reject")
         });
-    assert!(failed.is_some(), "no FAILED flow run naming the rejects");
+    let failed = failed.expect("no FAILED flow run naming the rejects");
+    // Load ran beside transform and was cancelled when transform failed.
+    let mut tasks: Vec<(String, String)> =
+        prefect_api::task_runs(&api, failed["id"].as_str().unwrap())
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().to_string(),
+                    prefect_api::state_type(t),
+                )
+            })
+            .collect();
+    tasks.sort();
+    assert_eq!(
+        tasks,
+        [
+            ("extract", "COMPLETED"),
+            ("load", "CANCELLED"),
+            ("transform", "FAILED")
+        ]
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+    );
 }
 
 #[test]
@@ -317,32 +338,71 @@ fn parse_time(value: &Value) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_else(|| panic!("not a timestamp: {value}"))
 }
 
-#[test]
-fn interrupting_run_rolls_back_and_exits_130() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Starts `credchain -v run` on 400,000 rows in `dir` with `vars`, sends SIGINT after `after`,
+/// and returns the exit code and stderr.
+fn interrupt_run(
+    dir: &Path,
+    vars: &[(&str, &str)],
+    after: std::time::Duration,
+) -> (Option<i32>, String) {
     let body: String = SAMPLE.lines().skip(1).map(|l| format!("{l}\n")).collect();
     let mut csv = format!("{}\n", SAMPLE.lines().next().unwrap());
     for _ in 0..40 {
         csv.push_str(&body);
     }
-    fs::write(dir.path().join("data.csv"), csv).unwrap();
-    write_pipeline(dir.path(), "");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_credchain"))
-        .args(["run", "--pipeline", "pipeline.toml"])
-        .current_dir(dir.path())
+    fs::write(dir.join("data.csv"), csv).unwrap();
+    write_pipeline(dir, "");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_credchain"));
+    command
+        .args(["-v", "run", "--pipeline", "pipeline.toml"])
+        .current_dir(dir)
         .env_clear()
-        .env("HOME", dir.path())
+        .env("HOME", dir)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start credchain run");
-    // Wait until the run is under way (the rejects temp file or the staging work has begun).
-    std::thread::sleep(std::time::Duration::from_millis(700));
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("start credchain run");
+    // Wait until the run is under way.
+    std::thread::sleep(after);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("send SIGINT");
     let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn interrupting_a_reported_run_cancels_it_and_its_task_runs() {
+    let api = support::prefect_url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vars = [("PREFECT_API_URL", api.as_str())];
+    let (code, stderr) = interrupt_run(dir.path(), &vars, std::time::Duration::from_millis(1500));
+    assert_eq!(code, Some(130), "stderr: {stderr}");
+    let at = stderr.find("flow_run=").expect("the flow run id is logged") + "flow_run=".len();
+    let id = &stderr[at..at + 36];
+    let run = prefect_api::flow_run(&api, id);
+    assert_eq!(prefect_api::state_type(&run), "CANCELLED", "{run}");
+    let tasks = prefect_api::task_runs(&api, id);
+    assert!(!tasks.is_empty());
+    for task in tasks {
+        let state = prefect_api::state_type(&task);
+        assert!(
+            state == "COMPLETED" || state == "CANCELLED",
+            "task run {} left {state}",
+            task["name"]
+        );
+    }
+}
+
+#[test]
+fn interrupting_run_rolls_back_and_exits_130() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stderr) = interrupt_run(dir.path(), &[], std::time::Duration::from_millis(700));
+    assert_eq!(code, Some(130), "stderr: {stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     let db = dir.path().join("out.db");
     if db.exists() {

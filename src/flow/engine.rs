@@ -58,7 +58,27 @@ pub async fn cancel(
         StateType::Cancelled,
         message,
     )
-    .await
+    .await?;
+    // The stopped executor cannot end its task runs: the server's record of them can.
+    let filter = json!({
+        "flow_runs": { "id": { "any_": [flow_run_id] } },
+        "task_runs": { "state": { "type": { "any_": ["PENDING", "RUNNING", "SCHEDULED"] } } },
+    });
+    let open: Vec<Created> = client.post_json("/task_runs/filter", &filter).await?;
+    for task in open {
+        let cancelled = states::force(
+            client,
+            RunKind::Task,
+            &task.id,
+            StateType::Cancelled,
+            message,
+        )
+        .await;
+        if let Err(error) = cancelled {
+            warn!(error = %error, task_run = %task.id, "cannot mark the task run CANCELLED");
+        }
+    }
+    Ok(())
 }
 
 /// Creates a PENDING flow run of `main-etl`; returns its id.
@@ -183,8 +203,9 @@ impl Run<'_> {
         };
         let load_side = async {
             let tags = &pipeline.config().tags;
+            // Waiting lines go to the terminal as well as to Prefect.
             let acquire = lease::acquire(self.client, tags, &load_task, |waiting| {
-                self.log(Some(&load_task), LogLevel::Info, waiting)
+                load_obs.log(Step::Load, LogLevel::Info, waiting)
             });
             // A transform that fails while the load waits for its tags ends the wait.
             let held = tokio::select! {

@@ -286,22 +286,11 @@ async fn shut_down(
     }
     running.abort_all();
     while running.join_next().await.is_some() {}
-    // TODO: the cancelled runs' task runs stay in their last state (often RUNNING) because the
-    // aborted executor cannot report them; removing this needs each run to record its current
-    // task run id where shut_down can read it and force that task run CANCELLED too.
     let left: Vec<String> = active.lock().expect("active lock").drain().collect();
     let cancelled = left.len() as u64;
     for run in left {
         warn!(flow_run = %run, "cancelling: the grace period ran out");
-        if let Err(error) = states::force(
-            client,
-            RunKind::Flow,
-            &run,
-            StateType::Cancelled,
-            SHUTDOWN_MESSAGE,
-        )
-        .await
-        {
+        if let Err(error) = super::cancel(client, &run, SHUTDOWN_MESSAGE).await {
             warn!(error = %error, flow_run = %run, "cannot mark the run CANCELLED");
         }
     }

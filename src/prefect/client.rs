@@ -618,9 +618,11 @@ impl PrefectClient {
         }
     }
 
+    /// Connection failures are retried only once the server has answered this client: before
+    /// that, a refused or silent port means a wrong URL or a server that is not running, and
+    /// six attempts of a minute each would only hide it.
     fn may_retry_transport(&self, error: &TransportError) -> bool {
-        error.is_transient()
-            && (!error.before_connecting() || self.inner.answered.load(Ordering::Relaxed))
+        error.is_transient() && self.inner.answered.load(Ordering::Relaxed)
     }
 
     fn unreachable(&self, error: TransportError, attempts: u32) -> RequestError {

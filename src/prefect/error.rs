@@ -58,7 +58,7 @@ pub enum SetupError {
     },
     /// reqwest refused the client settings.
     #[error("cannot build the HTTP client")]
-    BuildClient(#[source] reqwest::Error),
+    BuildClient(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl SetupError {
@@ -182,8 +182,14 @@ impl Unreachable {
                  to its PEM file; PREFECT_API_TLS_INSECURE_SKIP_VERIFY=true turns checks off \
                  (tests only)"
             ),
-            Unreachable::Timeout { .. } => "check that the server is up and not overloaded, \
-                or raise [prefect] connect_timeout / request_timeout in the config"
+            Unreachable::Timeout {
+                connecting: true, ..
+            } => "check the host and port in PREFECT_API_URL and any firewall between; \
+                [prefect] connect_timeout sets how long to wait"
+                .to_string(),
+            Unreachable::Timeout { .. } => "the server took the connection but sent no answer: \
+                check that PREFECT_API_URL points at Prefect (not another service) and that \
+                the server is not overloaded; [prefect] request_timeout sets how long to wait"
                 .to_string(),
             Unreachable::Connection { .. } => {
                 "check the server, any proxy (HTTPS_PROXY, NO_PROXY) and the network".to_string()
@@ -381,9 +387,14 @@ impl RequestError {
                 this call: use a key with write access (role rw on a gateway), or ask for it"
                 .to_string(),
             RequestError::Unreachable { problem, .. } => problem.hint(),
-            RequestError::CheckApi { server, .. } => {
-                format!("the URL probably lacks the API path: try PREFECT_API_URL={server}/api")
-            }
+            RequestError::CheckApi { server, .. } => match api_url_guess(server) {
+                Some(guess) => {
+                    format!("the URL's path is probably not the API's: try PREFECT_API_URL={guess}")
+                }
+                None => "the server at this URL is not Prefect's API: check the host and port \
+                    in PREFECT_API_URL"
+                    .to_string(),
+            },
             RequestError::Status { status, .. } if *status >= 500 => {
                 "the server failed; look at its logs and try again".to_string()
             }
@@ -393,6 +404,40 @@ impl RequestError {
             RequestError::ResolveKey { source, .. } => source.hint(),
         }
     }
+}
+
+/// A likelier API URL for `server`, whose `/health` did not answer like Prefect: the URL cut
+/// after its `api` segment, its last segment (`/apix`) replaced by `api`, or `/api` appended;
+/// `None` when the URL already ends in `/api`, so that its path is not the problem.
+fn api_url_guess(server: &str) -> Option<String> {
+    let trimmed = server.trim_end_matches('/');
+    let (origin, path) = match trimmed.find("://") {
+        Some(scheme) => match trimmed[scheme + 3..].find('/') {
+            Some(slash) => trimmed.split_at(scheme + 3 + slash),
+            None => (trimmed, ""),
+        },
+        None => (trimmed, ""),
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let guess = match segments.iter().position(|s| *s == "api") {
+        Some(i) if i + 1 == segments.len() => return None,
+        Some(i) => segments[..=i].join("/"),
+        None => match segments.split_last() {
+            Some((last, before)) if last.starts_with("api") => before
+                .iter()
+                .chain(&["api"])
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/"),
+            _ => segments
+                .iter()
+                .chain(&["api"])
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/"),
+        },
+    };
+    Some(format!("{origin}/{guess}"))
 }
 
 impl From<SetupError> for Failure {
@@ -406,5 +451,34 @@ impl From<RequestError> for Failure {
     fn from(error: RequestError) -> Self {
         let hint = error.hint();
         Failure::new(error.exit(), error).hint(hint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_url_guess;
+
+    #[test]
+    fn the_api_url_guess_never_appends_api_twice() {
+        let guess = |u: &str| api_url_guess(u);
+        assert_eq!(guess("http://h:4200").as_deref(), Some("http://h:4200/api"));
+        assert_eq!(
+            guess("http://h:4200/prefect/").as_deref(),
+            Some("http://h:4200/prefect/api")
+        );
+        assert_eq!(
+            guess("http://h:4200/apix").as_deref(),
+            Some("http://h:4200/api")
+        );
+        assert_eq!(
+            guess("http://h:4200/api/flows").as_deref(),
+            Some("http://h:4200/api")
+        );
+        assert_eq!(
+            guess("http://h:4200/x/api/flows/").as_deref(),
+            Some("http://h:4200/x/api")
+        );
+        assert_eq!(guess("http://h:4200/api"), None);
+        assert_eq!(guess("http://h:4200/api/"), None);
     }
 }

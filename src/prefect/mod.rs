@@ -21,6 +21,7 @@ mod csrf;
 mod detail;
 mod error;
 mod retry;
+mod tls;
 mod transport;
 mod url;
 

@@ -372,6 +372,16 @@ async fn refused_connection_fails_at_once_before_any_answer() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_silent_server_fails_after_one_timeout_before_any_answer() {
+    let server = FakeServer::new(|_: &Seen| Err(TransportError::Timeout));
+    let c = client(env_creds(&[("PREFECT_API_URL", URL)]), &server).await;
+    let error = c.health().await.unwrap_err();
+    assert_eq!(server.seen().len(), 1, "not retried");
+    assert_eq!(error.kind(), "timeout");
+    assert!(error.hint().contains("sent no answer"), "{}", error.hint());
+}
+
+#[tokio::test(start_paused = true)]
 async fn refused_connection_is_retried_once_the_server_answered() {
     let calls = Arc::new(AtomicUsize::new(0));
     let server = FakeServer::new(move |seen| match calls.fetch_add(1, Ordering::SeqCst) {

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use credchain_core::Environment;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use super::error::SetupError;
 
@@ -55,15 +57,6 @@ pub(crate) enum TransportError {
 }
 
 impl TransportError {
-    /// Whether the failure happened before the server saw the request; such failures are
-    /// retried only once the server has answered this client before (a wrong URL fails fast).
-    pub(crate) fn before_connecting(&self) -> bool {
-        matches!(
-            self,
-            TransportError::Refused | TransportError::Dns | TransportError::ConnectTimeout
-        )
-    }
-
     /// Whether sending again can help at all.
     pub(crate) fn is_transient(&self) -> bool {
         !matches!(self, TransportError::Tls(_))
@@ -97,19 +90,24 @@ impl ReqwestTransport {
         settings: &TransportSettings,
         env: &dyn Environment,
     ) -> Result<Self, SetupError> {
-        let mut builder = reqwest::Client::builder()
+        let extra_roots = match ca_file(env) {
+            Some((var, path)) => load_ca_file(var, &path)?,
+            None => Vec::new(),
+        };
+        let insecure = insecure(env);
+        if insecure {
+            tracing::warn!("{INSECURE_VAR}=true: TLS certificates are not checked");
+        }
+        let tls = super::tls::client_config(extra_roots, insecure)
+            .map_err(|e| SetupError::BuildClient(Box::new(e)))?;
+        let client = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(25));
-        if let Some((var, path)) = ca_file(env) {
-            builder = builder.tls_certs_merge(load_ca_file(var, &path)?);
-        }
-        if insecure(env) {
-            tracing::warn!("{INSECURE_VAR}=true: TLS certificates are not checked");
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        let client = builder.build().map_err(SetupError::BuildClient)?;
+            .pool_idle_timeout(Duration::from_secs(25))
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| SetupError::BuildClient(Box::new(e)))?;
         Ok(ReqwestTransport { client })
     }
 }
@@ -133,25 +131,19 @@ fn insecure(env: &dyn Environment) -> bool {
     })
 }
 
-fn load_ca_file(var: &'static str, path: &str) -> Result<Vec<reqwest::Certificate>, SetupError> {
+fn load_ca_file(var: &'static str, path: &str) -> Result<Vec<CertificateDer<'static>>, SetupError> {
     let fail = |source: std::io::Error| SetupError::LoadCaFile {
         path: path.to_string(),
         var,
         source,
     };
+    let invalid = |why: String| fail(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
     let pem = std::fs::read(path).map_err(fail)?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        fail(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            e.to_string(),
-        ))
-    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("not a PEM certificate bundle: {e}")))?;
     if certs.is_empty() {
-        let why = "no PEM certificate in the file";
-        return Err(fail(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            why,
-        )));
+        return Err(invalid("no PEM certificate in the file".to_string()));
     }
     Ok(certs)
 }
