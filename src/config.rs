@@ -79,10 +79,34 @@ pub enum ConfigError {
         message: String,
     },
     /// The `--env-file` given on the command line does not exist.
-    #[error("env file {} given with --env-file does not exist", path.display())]
+    #[error(
+        "env file {} given with --env-file {}",
+        path.display(),
+        if path.exists() { "is not a file" } else { "does not exist" }
+    )]
     MissingEnvFile {
         /// The file.
         path: PathBuf,
+    },
+    /// Two `[[sources]]` tables have the same name, so provenance could not tell them apart.
+    #[error("{}:{line}: a source named `{name}` is already listed; give each source its own name", path.display())]
+    DuplicateSource {
+        /// The file.
+        path: PathBuf,
+        /// Line of the second table.
+        line: usize,
+        /// The name.
+        name: String,
+    },
+    /// A setting parsed but its value cannot work.
+    #[error("{}: {setting}: {reason}", path.display())]
+    InvalidSetting {
+        /// The file.
+        path: PathBuf,
+        /// The setting, as `[table] field`.
+        setting: &'static str,
+        /// What is wrong.
+        reason: &'static str,
     },
     /// A `[[sources]]` table could not be turned into a source.
     #[error("{}:{line}: source `{name}`: {}", path.display(), error)]
@@ -315,7 +339,27 @@ impl Config {
                 name,
                 error: Box::new(error),
             })?;
+            let name = &link.settings.name;
+            if links.iter().any(|l: &Link| l.settings.name == *name) {
+                return Err(ConfigError::DuplicateSource {
+                    path: path.to_path_buf(),
+                    line,
+                    name: name.clone(),
+                });
+            }
             links.push(link);
+        }
+        for (setting, value) in [
+            ("[prefect] connect_timeout", raw.prefect.connect_timeout),
+            ("[prefect] request_timeout", raw.prefect.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::InvalidSetting {
+                    path: path.to_path_buf(),
+                    setting,
+                    reason: "must be longer than 0 s (for example \"10s\")",
+                });
+            }
         }
         if links.is_empty() {
             links = default_links(env_file, env);
@@ -520,6 +564,22 @@ mod tests {
         assert_eq!(keys.len(), 4);
         assert_eq!(keys[1].need, Need::Required);
         assert_eq!(keys[3].name, "DATABASE_URL");
+    }
+
+    #[test]
+    fn two_sources_with_one_name_and_a_zero_timeout_are_refused() {
+        let text = "[[sources]]\ntype = \"env\"\n[[sources]]\ntype = \"env\"\n";
+        let err = load_text(text, None).unwrap_err().to_string();
+        assert!(
+            err.contains(":3: a source named `env` is already listed"),
+            "{err}"
+        );
+        let err = load_text("[prefect]\nconnect_timeout = \"0s\"\n", None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("[prefect] connect_timeout: must be longer than 0 s"),
+            "{err}"
+        );
     }
 
     fn load_text(text: &str, env_file: Option<&Path>) -> Result<Config, ConfigError> {

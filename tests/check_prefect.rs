@@ -321,7 +321,7 @@ fn json_output_reports_sources_and_results() {
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["error"]["kind"], "unauthorized");
-    assert_eq!(doc["error"]["exit_code"], 4);
+    assert_eq!(doc["error"]["exit"], 4);
     assert_no_secret(&out.all_output(), &[UNKNOWN_KEY]);
 }
 

@@ -70,6 +70,23 @@ fn check_json_failure_prints_its_own_document_once() {
 }
 
 #[test]
+fn a_missing_source_file_is_a_config_error_before_prefect_is_contacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = "[pipeline]\nsource = \"missing.csv\"\ntable = \"t\"\n";
+    std::fs::write(dir.path().join("credchain.toml"), pipeline).unwrap();
+    // Nothing listens on port 9: contacting Prefect first would exit 6.
+    for command in ["run", "serve"] {
+        let out = Cli::new()
+            .args([command])
+            .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
+            .cwd(dir.path())
+            .run();
+        assert_eq!(out.code, Some(2), "{command}: {}", out.stderr);
+        assert!(out.stderr.contains("missing.csv"), "{}", out.stderr);
+    }
+}
+
+#[test]
 fn doctor_reports_an_invalid_pipeline_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = "[pipeline]\nno_such_field = 1\n";

@@ -206,6 +206,22 @@ async fn file_key_that_is_not_a_file_name_is_invalid() {
     }
 }
 
+#[test]
+fn file_keys_override_outside_the_dir_is_refused_when_built() {
+    let dir = tempfile::tempdir().unwrap();
+    for target in ["/etc/hostname", "../outside", "a/../../b#field", ""] {
+        let mut settings = SourceSettings::new("secrets");
+        settings.keys.insert("K".into(), target.into());
+        let mut options = toml::Table::new();
+        options.insert("dir".into(), dir.path().display().to_string().into());
+        let built = sources::build("file", settings, options, Arc::new(MapEnv::default()));
+        let error = built
+            .err()
+            .unwrap_or_else(|| panic!("{target:?} was accepted"));
+        assert_eq!(error.kind(), ErrorKind::Invalid, "{target}");
+    }
+}
+
 #[tokio::test]
 async fn file_that_is_a_directory_is_invalid() {
     let dir = tempfile::tempdir().unwrap();

@@ -58,6 +58,8 @@ struct Problem {
     kind: &'static str,
     message: String,
     hint: String,
+    /// The exit code, under the name every command's `--json` error uses.
+    #[serde(rename = "exit")]
     exit_code: u8,
     #[serde(skip)]
     exit: Exit,

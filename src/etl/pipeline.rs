@@ -52,8 +52,17 @@ impl Pipeline {
             field: "format",
             reason: "cannot tell the source's format; set format".into(),
         })?;
+        let location = SourceLocation::of(&config);
+        // A local source that cannot be opened is a configuration error found before anything
+        // else happens (before a flow run is created, before serve registers the deployment).
+        if let SourceLocation::Path(path) = &location {
+            std::fs::File::open(path).map_err(|source| super::source::ReadError::OpenFile {
+                path: path.clone(),
+                source,
+            })?;
+        }
         Ok(Pipeline {
-            location: SourceLocation::of(&config),
+            location,
             config,
             target,
             format,

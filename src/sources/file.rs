@@ -87,6 +87,24 @@ pub(super) fn build(
     _env: Arc<dyn Environment>,
 ) -> Result<Arc<dyn CredentialSource>, SourceError> {
     let options: FileOptions = super::parse_options("file", options)?;
+    for (key, target) in &settings.keys {
+        let file = target.split('#').next().unwrap_or(target);
+        let inside = !file.is_empty()
+            && Path::new(file).components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+        if !inside {
+            return Err(SourceError::invalid(format!(
+                "keys.{key}: `{file}` is not a path inside `dir`"
+            ))
+            .with_hint(
+                "map each key to a file name, or a relative path without `..`, inside dir",
+            ));
+        }
+    }
     Ok(Arc::new(FileSource::new(settings, options.dir)))
 }
 
