@@ -259,7 +259,7 @@ impl CsvReader {
         if self.read_plain_line(&mut rec.fields) {
             return Ok(true);
         }
-        self.read_with_core(&mut rec.fields)
+        self.read_with_core(rec)
     }
 
     /// The fast path; false when the next record needs the full parser.
@@ -279,14 +279,19 @@ impl CsvReader {
         true
     }
 
-    fn read_with_core(&mut self, fields: &mut Fields) -> io::Result<bool> {
+    /// The full parser. A record that ends at the end of the input inside a quoted field gets
+    /// a problem saying so (`csv_core` returns it as a record of whatever fields it has).
+    fn read_with_core(&mut self, rec: &mut Record) -> io::Result<bool> {
+        let fields = &mut rec.fields;
         let (mut used, mut count) = (0, 0);
+        let mut quoting = Quoting::FieldStart;
         loop {
             self.fill()?;
             let input = &self.buf[self.pos..self.len];
             let (result, n_in, n_out, n_ends) =
                 self.core
                     .read_record(input, &mut fields.data[used..], &mut fields.ends[count..]);
+            quoting = quoting.after(&input[..n_in]);
             self.line += count_newlines(&input[..n_in]);
             self.pos += n_in;
             used += n_out;
@@ -297,6 +302,10 @@ impl CsvReader {
                 ReadRecordResult::OutputEndsFull => fields.ends.resize(fields.ends.len() * 2, 0),
                 ReadRecordResult::Record => {
                     fields.set_from_ends(used, count);
+                    // An empty input is the end: the record was not ended by a line end.
+                    if input.is_empty() && quoting == Quoting::Quoted {
+                        rec.problem = Some(UNCLOSED_QUOTE.to_string());
+                    }
                     return Ok(true);
                 }
                 ReadRecordResult::End => return Ok(false),
@@ -356,6 +365,47 @@ impl CsvReader {
             }
             return Ok(true);
         }
+    }
+}
+
+/// The reason of a record whose quoted field runs to the end of the input.
+pub(crate) const UNCLOSED_QUOTE: &str =
+    "a quoted field is not closed: the file ends before its closing `\"`";
+
+/// Where the CSV parser stands within a record, mirrored from the bytes it consumed (RFC 4180
+/// quoting, as `csv_core` reads it: a `"` opens a quoted field only at a field's start, `""`
+/// inside one is a quote, and a `"` elsewhere is an ordinary byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+impl Quoting {
+    fn after(mut self, bytes: &[u8]) -> Quoting {
+        let mut rest = bytes;
+        while let Some((&b, tail)) = rest.split_first() {
+            if self == Quoting::Quoted {
+                // Inside quotes only the next `"` matters.
+                let Some(at) = memchr::memchr(b'"', rest) else {
+                    return self;
+                };
+                rest = &rest[at + 1..];
+                self = Quoting::QuoteInQuoted;
+                continue;
+            }
+            let ends_field = matches!(b, b',' | b'\n' | b'\r');
+            self = match self {
+                Quoting::FieldStart if b == b'"' => Quoting::Quoted,
+                Quoting::QuoteInQuoted if b == b'"' => Quoting::Quoted,
+                _ if ends_field => Quoting::FieldStart,
+                _ => Quoting::Unquoted,
+            };
+            rest = tail;
+        }
+        self
     }
 }
 
@@ -547,6 +597,49 @@ mod tests {
             assert_eq!(rows, expected, "buffer {buffer}");
             assert_eq!(lines, [2, 4, 6, 7, 8], "buffer {buffer}");
         }
+    }
+
+    #[test]
+    fn an_unclosed_quote_at_the_end_is_the_records_problem() {
+        for data in [
+            &b"a,b\n1,x\n\"2,y\n"[..],
+            b"a,b\n1,x\n2,\"y\n3,z",
+            b"a,b\n1,\"x\"\"\n",
+        ] {
+            for buffer in [4, 1024] {
+                let (reader, _) =
+                    RecordReader::csv_buffered(Box::new(Trickle(data)), buffer).unwrap();
+                let rows = read_all(reader);
+                let (last, before) = rows.split_last().unwrap();
+                assert!(before.iter().all(|r| r.2.is_none()), "{data:?}");
+                assert_eq!(last.2.as_deref(), Some(UNCLOSED_QUOTE), "{data:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn closed_and_literal_quotes_are_no_problem() {
+        for data in [
+            &b"a,b\n1,\"x\"\n2,\"y\""[..],
+            b"a,b\n1,x\"y\n2,\"\"\"\"",
+            b"a,b\n1,\"x\"z\n2,\"\"",
+            b"a,b\n1,x\"",
+        ] {
+            let (reader, _) = RecordReader::csv_buffered(Box::new(Trickle(data)), 4).unwrap();
+            let rows = read_all(reader);
+            assert!(rows.iter().all(|r| r.2.is_none()), "{data:?}: {rows:?}");
+        }
+    }
+
+    #[test]
+    fn csv_raw_record_keeps_invalid_utf8_bytes() {
+        let data = &b"a,b\n1,\xff\xfe\n\"2\",\"\xc3(\"\n"[..];
+        let (mut reader, _) = RecordReader::csv(Box::new(data)).unwrap();
+        let mut rec = Record::default();
+        assert!(reader.next(&mut rec).unwrap());
+        assert_eq!(reader.raw(&rec), b"1,\xff\xfe");
+        assert!(reader.next(&mut rec).unwrap());
+        assert_eq!(reader.raw(&rec), b"2,\xc3(");
     }
 
     #[test]

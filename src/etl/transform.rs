@@ -411,7 +411,7 @@ fn describe(failure: ParseFailure, column: &Column, field: &[u8]) -> String {
         ParseFailure::InvalidUtf8 => format!("column {}: not valid UTF-8", column.name),
         ParseFailure::NulByte => format!("column {}: holds a NUL byte", column.name),
         ParseFailure::Mismatch => {
-            let text = String::from_utf8_lossy(value::trim(field));
+            let text = escaped_text(value::trim(field));
             let mut quoted: String = text.chars().take(QUOTED_VALUE_CHARS).collect();
             if text.chars().count() > QUOTED_VALUE_CHARS {
                 quoted.push('…');
@@ -424,9 +424,27 @@ fn describe(failure: ParseFailure, column: &Column, field: &[u8]) -> String {
     }
 }
 
+/// `bytes` as text for a reason: valid UTF-8 as it is, other bytes as `\xNN`, so the reason
+/// names the bytes the source holds (no U+FFFD in their place).
+fn escaped_text(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            text.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_quotes_invalid_utf8_as_escapes() {
+        assert_eq!(escaped_text(b"a\xff\xfe\xc3\xa9b"), "a\\xFF\\xFEéb");
+    }
 
     fn column(name: &str, ty: ColumnType, declared: bool) -> Column {
         Column {
