@@ -379,3 +379,77 @@ async fn json_lines_load_into_postgres() {
     assert_eq!(types[1], ("score".into(), "double precision".into()));
     assert_eq!(types[2], ("ok".into(), "boolean".into()));
 }
+
+/// Runs a one-row load of `case` into the target `url`; returns its error.
+async fn fail_with_url(case: &Case, url: &str, table: Option<&str>) -> EtlError {
+    let source = write_file(case.dir.path(), "one.csv", &["id", "1"].map(String::from));
+    let mut body = case.body(&source, "");
+    if let Some(table) = table {
+        body = body.replace(
+            &format!("table = \"{}\"", case.table),
+            &format!("table = \"{table}\""),
+        );
+    }
+    let config = config(&body);
+    let target = ResolvedTarget::resolve(&config, |_| Some(Secret::new(url.to_string()))).unwrap();
+    let obs = Recorder::default();
+    let err = Pipeline::new(config, target)
+        .unwrap()
+        .run_all(&obs)
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?} {:?} {}", err.hint(), obs.all_text());
+    assert_no_password(&shown);
+    err
+}
+
+#[tokio::test]
+async fn a_url_without_the_password_the_server_needs_is_an_auth_failure() {
+    let case = Case::new("nopw");
+    let mut url = url::Url::parse(&pg_url()).unwrap();
+    url.set_password(None).unwrap();
+    let err = fail_with_url(&case, url.as_str(), None).await;
+    assert_eq!(err.kind(), EtlErrorKind::Unauthorized, "{err:?}");
+}
+
+#[tokio::test]
+async fn a_bad_sslmode_port_or_host_is_a_configuration_error() {
+    let case = Case::new("badurl");
+    let url = url::Url::parse(&pg_url()).unwrap();
+    let mut port = url.clone();
+    port.set_port(Some(9)).unwrap();
+    let port = port.as_str().replace(":9/", ":99999/");
+    let host = format!("postgres://etl:{}@bad_host!/etl", url.password().unwrap());
+    for bad in [format!("{url}?sslmode=bogus"), port, host] {
+        let err = fail_with_url(&case, &bad, None).await;
+        assert_eq!(err.kind(), EtlErrorKind::Config, "{err:?}");
+    }
+    // A server that refuses connections is unreachable, not misconfigured.
+    let mut refused = url.clone();
+    refused.set_port(Some(1)).unwrap();
+    let err = fail_with_url(&case, refused.as_str(), None).await;
+    assert_eq!(err.kind(), EtlErrorKind::Unreachable, "{err:?}");
+}
+
+#[tokio::test]
+async fn a_missing_database_or_schema_is_a_configuration_error_naming_it() {
+    let case = Case::new("nodb");
+    let mut url = url::Url::parse(&pg_url()).unwrap();
+    url.set_path("/nodb_credchain");
+    let err = fail_with_url(&case, url.as_str(), None).await;
+    assert_eq!(err.kind(), EtlErrorKind::Config, "{err:?}");
+    let hint = err.hint().expect("a hint");
+    assert!(
+        hint.contains("\"nodb_credchain\"") && hint.contains("CREATE DATABASE"),
+        "{hint}"
+    );
+
+    let schema = unique("noschema");
+    let err = fail_with_url(&case, &pg_url(), Some(&format!("{schema}.t"))).await;
+    assert_eq!(err.kind(), EtlErrorKind::Config, "{err:?}");
+    let hint = err.hint().expect("a hint");
+    assert!(
+        hint.contains(&format!("CREATE SCHEMA \"{schema}\"")),
+        "{hint}"
+    );
+}

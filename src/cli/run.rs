@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{prefect_client, print_json, CmdResult, Context};
 use crate::credentials::Credentials;
 use crate::etl::observer::TerminalObserver;
+use crate::etl::target::TargetError;
 use crate::etl::{sample, Pipeline, PipelineConfig, ResolvedTarget};
 use crate::exit::{Exit, Failure};
 use crate::flow::{self, FlowError};
@@ -130,12 +131,34 @@ pub async fn build_pipeline(
             .find(|(k, _)| k == key)
             .and_then(|(_, v)| v.clone())
     })
-    .map_err(|e| Failure::new(Exit::Usage, e))?;
+    .map_err(target_failure)?;
     Pipeline::new(config, target).map_err(|e| flow_failure(FlowError::from(e)))
 }
 
-/// A failed run's exit code and message.
+/// Why the target could not be resolved: a key found in no source (exit 3, like any command
+/// that needs a key), else a configuration error.
+fn target_failure(error: TargetError) -> Failure {
+    match &error {
+        TargetError::MissingKey { key, field } => {
+            let hint = format!(
+                "set {key} in the environment or .env, or add a source that holds it to the \
+                 config (pipeline.{field} names it)"
+            );
+            Failure::new(Exit::KeyNotFound, error).hint(hint)
+        }
+        _ => {
+            Failure::new(Exit::Usage, error).hint("fix the [pipeline] table; see docs/pipeline.md")
+        }
+    }
+}
+
+/// A failed run's exit code and message; the hint names what to fix when the pipeline's error
+/// knows it (a missing database or schema), else the kind of failure's.
 pub fn flow_failure(error: FlowError) -> Failure {
-    let hint = error.hint();
+    let specific = match &error {
+        FlowError::Etl(etl) => etl.hint(),
+        _ => None,
+    };
+    let hint = specific.unwrap_or_else(|| error.hint());
     Failure::new(error.exit(), error).hint(hint)
 }

@@ -67,11 +67,64 @@ impl EtlError {
                 EtlErrorKind::Config
             }
             EtlError::Read(ReadError::Download { .. }) => EtlErrorKind::Unreachable,
-            EtlError::Read(ReadError::OpenFile { .. } | ReadError::FindBuiltin { .. }) => {
+            // 4xx: the URL (or its signature) is wrong; 5xx is the server's failure.
+            EtlError::Read(ReadError::DownloadStatus { status, .. })
+                if (400..500).contains(status) =>
+            {
                 EtlErrorKind::Config
             }
+            EtlError::Read(
+                ReadError::OpenFile { .. }
+                | ReadError::FindBuiltin { .. }
+                | ReadError::FindColumns { .. },
+            ) => EtlErrorKind::Config,
             EtlError::Load(load) => load.kind(),
             _ => EtlErrorKind::Failed,
         }
+    }
+
+    /// What to do about this error when it is more specific than its kind's advice: the
+    /// database or schema to create, the URL to fix.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            EtlError::Read(ReadError::DownloadStatus { status, .. })
+                if (400..500).contains(status) =>
+            {
+                Some(format!(
+                    "the server answered {status}: check the source URL (a presigned URL may \
+                     have expired)"
+                ))
+            }
+            EtlError::Read(ReadError::FindColumns { .. }) => {
+                Some("the source must start with a header row; check pipeline.source".into())
+            }
+            EtlError::Load(load) => load.hint(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_4xx_answer_or_an_empty_source_is_a_configuration_error() {
+        let status = |status| {
+            EtlError::Read(ReadError::DownloadStatus {
+                url: "http://h/x.csv?tok=***".into(),
+                status,
+            })
+        };
+        for code in [400, 403, 404, 410] {
+            assert_eq!(status(code).kind(), EtlErrorKind::Config, "{code}");
+            assert!(status(code).hint().unwrap().contains("source URL"));
+        }
+        assert_eq!(status(503).kind(), EtlErrorKind::Failed);
+        assert_eq!(status(503).hint(), None);
+        let empty = EtlError::Read(ReadError::FindColumns {
+            label: "x.csv".into(),
+        });
+        assert_eq!(empty.kind(), EtlErrorKind::Config);
     }
 }

@@ -64,6 +64,14 @@ pub enum LoadError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The target URL names a host that is neither a host name nor an IP address.
+    #[error("cannot connect to PostgreSQL at {target}: `{host}` is not a host name or IP address")]
+    ParseHost {
+        /// The target, redacted.
+        target: String,
+        /// The host as the URL gives it.
+        host: String,
+    },
     /// `sslmode=require` could not be set up.
     #[error("cannot set up TLS for PostgreSQL at {target}: {reason}")]
     SetupTls {
@@ -111,16 +119,27 @@ pub enum LoadError {
     ReadStaging(#[source] std::io::Error),
 }
 
+/// SQLSTATE of "database does not exist" (invalid_catalog_name).
+const NO_DATABASE: &str = "3D000";
+/// SQLSTATE of "schema does not exist" (invalid_schema_name).
+const NO_SCHEMA: &str = "3F000";
+
 impl LoadError {
     /// The kind of failure, for the exit code.
     pub fn kind(&self) -> EtlErrorKind {
         match self {
             LoadError::ConnectPostgres { source, .. } => match source.code() {
                 Some(code) if code.code().starts_with("28") => EtlErrorKind::Unauthorized,
+                Some(code) if code.code() == NO_DATABASE => EtlErrorKind::Config,
                 Some(_) => EtlErrorKind::Failed,
-                None => EtlErrorKind::Unreachable,
+                None => client_failure_kind(source),
             },
-            LoadError::SetupTls { .. } => EtlErrorKind::Config,
+            LoadError::RunPostgres { source, .. }
+                if source.code().is_some_and(|c| c.code() == NO_SCHEMA) =>
+            {
+                EtlErrorKind::Config
+            }
+            LoadError::SetupTls { .. } | LoadError::ParseHost { .. } => EtlErrorKind::Config,
             LoadError::OpenSqlite { .. } => EtlErrorKind::Config,
             LoadError::RunSqlite { source, .. }
                 if matches!(
@@ -137,6 +156,60 @@ impl LoadError {
             _ => EtlErrorKind::Failed,
         }
     }
+
+    /// What to create or fix, for a database or schema that does not exist.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            LoadError::ConnectPostgres { source, .. }
+                if source.code().is_some_and(|c| c.code() == NO_DATABASE) =>
+            {
+                let name = source
+                    .as_db_error()
+                    .and_then(|db| quoted_name(db.message()))
+                    .map_or_else(String::new, |name| format!(" {name}"));
+                Some(format!(
+                    "create the database{name} on the server (CREATE DATABASE), or fix the \
+                     database name at the end of the target URL"
+                ))
+            }
+            LoadError::RunPostgres { source, table, .. }
+                if source.code().is_some_and(|c| c.code() == NO_SCHEMA) =>
+            {
+                let schema = table.split_once('.').map_or("public", |(schema, _)| schema);
+                Some(format!(
+                    "create the schema (CREATE SCHEMA {}), or fix the schema in pipeline.table",
+                    ident::quote(schema)
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The kind of a PostgreSQL client error that the server did not send. tokio_postgres keeps its
+/// error kinds private, so the kind is read from the error's text, which is the kind alone
+/// (the detail is its source): "invalid connection string" (a URL that does not parse: a bad `sslmode`, port or host),
+/// "invalid configuration" (no host; or "password missing": the server asked for a password
+/// the URL does not hold), "authentication error" (the server's authentication method is
+/// refused). Anything else (connect, DNS, TLS, timeout, closed) is the server being
+/// unreachable.
+fn client_failure_kind(error: &tokio_postgres::Error) -> EtlErrorKind {
+    use std::error::Error as _;
+    let kind = error.to_string();
+    let cause = error.source().map(ToString::to_string).unwrap_or_default();
+    match kind.as_str() {
+        "invalid configuration" if cause == "password missing" => EtlErrorKind::Unauthorized,
+        "authentication error" => EtlErrorKind::Unauthorized,
+        "invalid connection string" | "invalid configuration" => EtlErrorKind::Config,
+        _ => EtlErrorKind::Unreachable,
+    }
+}
+
+/// The first `"name"` of a server message, quotes included.
+fn quoted_name(message: &str) -> Option<&str> {
+    let start = message.find('"')?;
+    let end = start + 1 + message[start + 1..].find('"')?;
+    Some(&message[start..=end])
 }
 
 /// What a load did.
@@ -323,6 +396,30 @@ pub(crate) mod tests {
             sql,
             "CREATE TABLE \"etl\".\"t\" (\"id\" bigint NOT NULL, \"order\" text, PRIMARY KEY (\"id\"))"
         );
+    }
+
+    fn connect_error(url: &str) -> LoadError {
+        let source = url.parse::<tokio_postgres::Config>().unwrap_err();
+        LoadError::ConnectPostgres {
+            target: url.into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_url_that_does_not_parse_is_a_configuration_error() {
+        for url in [
+            "postgres://u:FAKEpw@h:99999/d",
+            "postgres://u:FAKEpw@h/d?sslmode=bogus",
+            "postgres://u:FAKEpw@[::1/d",
+        ] {
+            assert_eq!(connect_error(url).kind(), EtlErrorKind::Config, "{url}");
+        }
+        let host = LoadError::ParseHost {
+            target: "postgres://h".into(),
+            host: "ho st".into(),
+        };
+        assert_eq!(host.kind(), EtlErrorKind::Config);
     }
 
     #[test]

@@ -97,6 +97,17 @@ async fn connect(
         source,
     };
     let mut config: tokio_postgres::Config = url.expose().parse().map_err(connect_error)?;
+    // A malformed host would only fail at the DNS lookup, as if the server were unreachable.
+    for host in config.get_hosts() {
+        if let tokio_postgres::config::Host::Tcp(host) = host {
+            if !is_host_name(host) {
+                return Err(LoadError::ParseHost {
+                    target: target.to_string(),
+                    host: host.clone(),
+                });
+            }
+        }
+    }
     if let Some(password) = password {
         config.password(password.expose());
     }
@@ -113,6 +124,26 @@ async fn connect(
     let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
     tokio::spawn(connection);
     Ok(client)
+}
+
+/// Whether `host` is an IP address or a well-formed host name: dot-separated labels of ASCII
+/// letters, digits, `-` (not at a label's ends) and `_` (as in container names), not all
+/// labels numeric (that would be a malformed IPv4 address).
+fn is_host_name(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let labels_ok = host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    labels_ok && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 fn rustls_connector(target: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, LoadError> {
@@ -367,6 +398,31 @@ fn insert_sql(plan: &LoadPlan, stage: &str, empty_table: bool) -> String {
 mod tests {
     use super::*;
     use crate::etl::load::tests::{column, plan};
+
+    #[test]
+    fn host_names_and_addresses_are_told_from_malformed_hosts() {
+        for good in [
+            "db",
+            "db.example.com",
+            "my_db",
+            "127.0.0.1",
+            "::1",
+            "db-1.local.",
+        ] {
+            assert!(is_host_name(good), "{good}");
+        }
+        for bad in [
+            "ho st",
+            "bad_host!",
+            "-x-",
+            "999.999.1.1",
+            "a..b",
+            "db/x",
+            "é.example",
+        ] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn format_type_names_map_to_ours() {
