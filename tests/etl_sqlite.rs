@@ -579,4 +579,117 @@ mod http {
         assert!(shown.contains("the server answered 404"), "{shown}");
         assert!(!shown.contains("FAKEpw"), "{shown}");
     }
+
+    /// A presigned-style URL: its query values are credentials and appear nowhere.
+    #[tokio::test]
+    async fn a_query_token_is_in_no_log_line_summary_or_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = std::fs::read(birdstrikes()).unwrap();
+        let base = serve("200 OK", body, 1).await;
+        let url = base.replace("http://", "http://user:FAKEpass1@")
+            + "/ok.csv?X-Amz-Signature=FAKEsig1&X-Amz-Expires=FAKEexp1";
+        let text = sqlite_body(dir.path(), Path::new(&url), "web", "");
+        let loaded = config(&text);
+        let obs = Recorder::default();
+        let run = pipeline(loaded.clone());
+        let summary = run.run_all(&obs).await.unwrap();
+        let logs = obs.all_text();
+        assert!(
+            logs.contains("?X-Amz-Signature=***&X-Amz-Expires=***"),
+            "{logs}"
+        );
+        let shown = format!(
+            "{logs}\n{summary}\n{}\n{loaded:?}\n{run:?}",
+            serde_json::to_string(&summary).unwrap()
+        );
+        for secret in ["FAKEsig1", "FAKEexp1", "FAKEpass1"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+
+        let base = serve("404 Not Found", b"gone".to_vec(), 1).await;
+        let url = format!("{base}/missing.csv?tok=FAKEtok2");
+        let text = sqlite_body(dir.path(), Path::new(&url), "web", "");
+        let obs = Recorder::default();
+        let err = pipeline(config(&text)).extract(&obs).await.unwrap_err();
+        let shown = format!("{err} {err:?} {:?} {}", err.hint(), obs.all_text());
+        assert!(shown.contains("missing.csv?tok=*** "), "{shown}");
+        assert!(!shown.contains("FAKEtok2"), "the token leaked: {shown}");
+        // A 4xx answer means the URL is wrong: a configuration error.
+        assert_eq!(err.kind(), EtlErrorKind::Config);
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_not_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = serve("503 Service Unavailable", b"busy".to_vec(), 1).await;
+        let text = sqlite_body(dir.path(), Path::new(&format!("{base}/x.csv")), "web", "");
+        let err = pipeline(config(&text))
+            .extract(&Recorder::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), EtlErrorKind::Failed, "{err}");
+    }
+}
+
+#[tokio::test]
+async fn rejects_keep_the_records_bytes_and_name_an_unclosed_quote() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("bytes.csv");
+    std::fs::write(
+        &source,
+        b"a,b,c\n1,x,1\n2,\xff\xfe,2\n\"3\",\"\xc3(\",3\n4,y,\xff\n5,z,5\n\"6,w\n",
+    )
+    .unwrap();
+    let types = "max_rejected = 1.0\ntypes = { b = \"text\", c = \"integer\" }";
+    let text = sqlite_body(dir.path(), &source, "bytes", types);
+    let summary = pipeline(config(&text))
+        .run_all(&Recorder::default())
+        .await
+        .unwrap();
+    assert_eq!((summary.rows_loaded, summary.rows_rejected), (2, 4));
+    let rejects = std::fs::read(&summary.rejects).unwrap();
+    let mut reader = csv::ReaderBuilder::new().from_reader(&rejects[..]);
+    let rows: Vec<csv::ByteRecord> = reader.byte_records().map(Result::unwrap).collect();
+    let lines: Vec<&[u8]> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(lines, [&b"3"[..], b"4", b"5", b"7"]);
+    assert_eq!(
+        &rows[0][2], b"2,\xff\xfe,2",
+        "the original bytes, not U+FFFD"
+    );
+    assert_eq!(&rows[1][2], b"3,\xc3(,3");
+    assert_eq!(&rows[2][2], b"4,y,\xff");
+    assert_eq!(
+        &rows[2][1],
+        b"column c (integer): `\\xFF` is not a valid integer"
+    );
+    let reason = String::from_utf8_lossy(&rows[3][1]).into_owned();
+    assert!(reason.contains("not closed"), "{reason}");
+    assert!(!rejects.windows(3).any(|w| w == "\u{fffd}".as_bytes()));
+}
+
+#[tokio::test]
+async fn rejects_that_would_overwrite_the_source_or_the_database_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = write_file(dir.path(), "src.csv", &["a".into(), "1".into()]);
+    let db = dir.path().join("etl.db");
+    std::fs::write(&db, b"precious").unwrap();
+    for rejects in [&source, &db] {
+        let text = format!(
+            "source = {}\ntarget = {}\ntable = \"t\"\nrejects = {}",
+            toml_str(source.to_string_lossy()),
+            toml_str(format!("sqlite://{}", db.display())),
+            toml_str(rejects.to_string_lossy()),
+        );
+        let err = credchain::etl::PipelineConfig::from_toml_str(
+            &format!("[pipeline]\n{text}"),
+            "test.toml",
+            Path::new("."),
+        )
+        .unwrap_err();
+        let err = EtlError::from(err);
+        assert_eq!(err.kind(), EtlErrorKind::Config);
+        assert!(err.to_string().contains("pipeline.rejects:"), "{err}");
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), b"precious");
+    assert_eq!(std::fs::read_to_string(&source).unwrap(), "a\n1\n");
 }

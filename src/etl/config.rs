@@ -86,8 +86,9 @@ impl<'de> Deserialize<'de> for TargetUrl {
     }
 }
 
-/// The `[pipeline]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The `[pipeline]` table. `Debug` prints a source URL redacted (see
+/// [`redact_source_url`](super::source::redact_source_url)).
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// A path (relative to the config file's directory), an `http(s)://` URL, or
@@ -130,6 +131,31 @@ pub struct PipelineConfig {
     /// The directory a relative `source` path is read from: the config file's directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+impl fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = if super::source::is_url(&self.source) {
+            super::source::redact_source_url(self.source.trim())
+        } else {
+            self.source.clone()
+        };
+        f.debug_struct("PipelineConfig")
+            .field("source", &source)
+            .field("format", &self.format)
+            .field("target", &self.target)
+            .field("target_key", &self.target_key)
+            .field("password_key", &self.password_key)
+            .field("table", &self.table)
+            .field("key", &self.key)
+            .field("replace", &self.replace)
+            .field("types", &self.types)
+            .field("rejects", &self.rejects)
+            .field("max_rejected", &self.max_rejected)
+            .field("tags", &self.tags)
+            .field("base_dir", &self.base_dir)
+            .finish()
+    }
 }
 
 fn default_max_rejected() -> f64 {
@@ -336,6 +362,63 @@ impl PipelineConfig {
         {
             return Err(ConfigError::invalid("rejects", "the path is empty"));
         }
+        self.check_rejects_path(self.literal_sqlite_target().as_deref())
+    }
+
+    /// The SQLite file the config names without a lookup: `target`, or the default target
+    /// when neither `target` nor `target_key` is set.
+    fn literal_sqlite_target(&self) -> Option<PathBuf> {
+        let url = match (&self.target, &self.target_key) {
+            (Some(url), _) => url.secret().expose(),
+            (None, None) => DEFAULT_TARGET,
+            (None, Some(_)) => return None,
+        };
+        url.strip_prefix(super::target::SQLITE_SCHEME)
+            .map(PathBuf::from)
+    }
+
+    /// Refuses a rejects path that is the source file or the SQLite target file (or one of its
+    /// journal files), which writing the rejects would replace. `sqlite_target` is the target
+    /// file when the target is SQLite. Existing files are compared as the same file (any path
+    /// or link to it), others by their normalized absolute paths; the rejects path and the
+    /// target are relative to the working directory, the source to the config's directory.
+    pub fn check_rejects_path(&self, sqlite_target: Option<&Path>) -> Result<(), ConfigError> {
+        let rejects = self.rejects_path();
+        let source = match super::source::SourceLocation::of(self) {
+            super::source::SourceLocation::Path(path) => Some(path),
+            _ => None,
+        };
+        let collides = |other: &Path| same_file(&rejects, other);
+        if let Some(source) = source.filter(|s| collides(s)) {
+            return Err(ConfigError::invalid(
+                "rejects",
+                format!(
+                    "{} is the source file {}; writing the rejects there would replace the \
+                     input: choose another rejects path",
+                    rejects.display(),
+                    source.display()
+                ),
+            ));
+        }
+        let Some(target) = sqlite_target else {
+            return Ok(());
+        };
+        let journals = ["", "-journal", "-wal", "-shm"].map(|suffix| {
+            let mut name = target.as_os_str().to_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        });
+        if let Some(file) = journals.iter().find(|f| collides(f)) {
+            return Err(ConfigError::invalid(
+                "rejects",
+                format!(
+                    "{} is the SQLite target's file {}; writing the rejects there would \
+                     destroy the database: choose another rejects path",
+                    rejects.display(),
+                    file.display()
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -430,6 +513,42 @@ fn locate_table_error(
         line,
         message: format!("pipeline: {}", crate::config::scrub(error.message())),
     })
+}
+
+/// Whether two paths (relative ones to the working directory) name the same file: the same
+/// file on disk when both exist, else the same normalized absolute path.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        use std::os::unix::fs::MetadataExt;
+        return (a.dev(), a.ino()) == (b.dev(), b.ino());
+    }
+    normalized(a) == normalized(b)
+}
+
+/// The absolute path of `path` with its longest existing ancestor canonicalized (links
+/// resolved) and `.` and `..` removed from the rest.
+fn normalized(path: &Path) -> PathBuf {
+    let Ok(absolute) = std::path::absolute(path) else {
+        return path.to_path_buf();
+    };
+    for ancestor in absolute.ancestors() {
+        if let Ok(real) = ancestor.canonicalize() {
+            let rest = absolute.strip_prefix(ancestor).unwrap_or(Path::new(""));
+            let mut out = real;
+            for part in rest.components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::Normal(name) => out.push(name),
+                    _ => {}
+                }
+            }
+            return out;
+        }
+    }
+    absolute
 }
 
 fn dir_of(path: &Path) -> PathBuf {
@@ -572,6 +691,77 @@ mod tests {
         let table: toml::Table = toml::from_str("source = 1\ntable = \"t\"").unwrap();
         let err = PipelineConfig::from_table(table, None, 7).unwrap_err();
         assert!(err.to_string().starts_with("built-in pipeline:7:"), "{err}");
+    }
+
+    /// A config read from `dir/p.toml`, so a relative source is read from `dir`.
+    fn parse_in(dir: &Path, body: &str) -> Result<PipelineConfig, ConfigError> {
+        let text = format!("[pipeline]\ntable = \"t\"\n{body}");
+        PipelineConfig::from_toml_str(&text, "p.toml", dir)
+    }
+
+    fn quoted(path: &Path) -> String {
+        toml::Value::String(path.display().to_string()).to_string()
+    }
+
+    #[test]
+    fn rejects_that_is_the_sqlite_target_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("z.db");
+        let source = quoted(&dir.path().join("src.csv"));
+        // Absent or present, through another spelling of the same path.
+        for exists in [false, true] {
+            if exists {
+                std::fs::write(&db, b"SQLite format 3\0").unwrap();
+            }
+            let other = dir.path().join("sub").join("..").join(".").join("z.db");
+            let body = format!(
+                "source = {source}\ntarget = {}\nrejects = {}",
+                quoted(&PathBuf::from(format!("sqlite://{}", db.display()))),
+                quoted(&other),
+            );
+            let err = parse_in(dir.path(), &body).unwrap_err().to_string();
+            assert!(err.starts_with("p.toml:5: pipeline.rejects:"), "{err}");
+            assert!(
+                err.contains("SQLite target") && err.contains("z.db"),
+                "{err}"
+            );
+        }
+        assert_eq!(std::fs::read(&db).unwrap(), b"SQLite format 3\0");
+        let wal = format!(
+            "source = {source}\ntarget = {}\nrejects = {}",
+            quoted(&PathBuf::from(format!("sqlite://{}", db.display()))),
+            quoted(&dir.path().join("z.db-wal")),
+        );
+        assert!(parse_in(dir.path(), &wal).is_err());
+    }
+
+    #[test]
+    fn rejects_that_is_the_source_is_refused_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("src.csv"), "a\n1\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        // The source is relative to the config's directory, the rejects path absolute.
+        let body = format!(
+            "source = \"src.csv\"\nrejects = {}",
+            quoted(&link.join("src.csv"))
+        );
+        let err = parse_in(dir.path(), &body).unwrap_err().to_string();
+        assert!(
+            err.contains("pipeline.rejects:") && err.contains("source file"),
+            "{err}"
+        );
+        let fine = format!(
+            "source = \"src.csv\"\nrejects = {}",
+            quoted(&link.join("src.rejects.csv"))
+        );
+        assert!(parse_in(dir.path(), &fine).is_ok());
+        // A URL or built-in source is no file to collide with.
+        assert!(parse_in(
+            dir.path(),
+            "source = \"http://h/src.csv\"\nrejects = \"src.csv\""
+        )
+        .is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where the rows come from: a local file, an http(s) URL downloaded to a temp file first, or a
 //! file embedded in the binary. Every kind is read as a plain byte stream any number of times.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ pub const DOWNLOAD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DOWNLOAD_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The source as the config names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SourceLocation {
     /// A local file.
     Path(PathBuf),
@@ -34,10 +35,9 @@ impl SourceLocation {
     /// Reads the `source` field; relative paths are joined to the config's directory.
     pub fn of(config: &PipelineConfig) -> SourceLocation {
         let source = config.source.trim();
-        let lower = source.to_ascii_lowercase();
         if let Some(name) = source.strip_prefix(BUILTIN_PREFIX) {
             SourceLocation::Builtin(name.to_string())
-        } else if lower.starts_with("http://") || lower.starts_with("https://") {
+        } else if is_url(source) {
             SourceLocation::Url(source.to_string())
         } else {
             SourceLocation::Path(config.base_dir.join(source))
@@ -48,10 +48,62 @@ impl SourceLocation {
     pub fn label(&self) -> String {
         match self {
             SourceLocation::Path(path) => path.display().to_string(),
-            SourceLocation::Url(url) => redact_url(url),
+            SourceLocation::Url(url) => redact_source_url(url),
             SourceLocation::Builtin(name) => format!("{BUILTIN_PREFIX}{name}"),
         }
     }
+}
+
+impl fmt::Debug for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceLocation::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            SourceLocation::Url(_) => f.debug_tuple("Url").field(&self.label()).finish(),
+            SourceLocation::Builtin(name) => f.debug_tuple("Builtin").field(name).finish(),
+        }
+    }
+}
+
+/// Whether a `source` value is an http(s) URL.
+pub(crate) fn is_url(source: &str) -> bool {
+    let lower = source.trim_start().to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// A source URL as it may be printed: the password masked (as [`redact_url`] does), every
+/// query value masked (`?X-Amz-Signature=***`: the keys stay, a presigned URL's signature is a
+/// credential), and a fragment masked too. A query part without `=` is masked whole, since it
+/// may be a bare token.
+pub fn redact_source_url(raw: &str) -> String {
+    let Ok(url) = url::Url::parse(raw) else {
+        // Not a URL: mask what may be user info (up to the last `@`, as `redact_url` does) and
+        // everything from a `?` or `#` after it.
+        let start = raw.rfind('@').unwrap_or(0);
+        return match raw[start..].find(['?', '#']).map(|i| start + i) {
+            Some(cut) => format!("{}{}***", redact_url(&raw[..cut]), &raw[cut..=cut]),
+            None => redact_url(raw),
+        };
+    };
+    let mut bare = url.clone();
+    bare.set_query(None);
+    bare.set_fragment(None);
+    let mut shown = redact_url(bare.as_str());
+    if let Some(query) = url.query() {
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|part| match part.split_once('=') {
+                Some((key, _)) => format!("{key}=***"),
+                None if part.is_empty() => String::new(),
+                None => "***".to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&parts.join("&"));
+    }
+    if url.fragment().is_some() {
+        shown.push_str("#***");
+    }
+    shown
 }
 
 /// Why the source could not be read.
@@ -75,7 +127,7 @@ pub enum ReadError {
     /// The HTTP request failed.
     #[error("cannot download source {url}")]
     Download {
-        /// The URL, redacted.
+        /// The URL, redacted (password and query values masked).
         url: String,
         /// The client's error.
         #[source]
@@ -84,7 +136,7 @@ pub enum ReadError {
     /// The server answered with an error status.
     #[error("cannot download source {url}: the server answered {status}")]
     DownloadStatus {
-        /// The URL, redacted.
+        /// The URL, redacted (password and query values masked).
         url: String,
         /// The HTTP status.
         status: u16,
@@ -156,7 +208,7 @@ pub(crate) async fn prepare(
 }
 
 async fn download(url: &str, obs: &dyn PipelineObserver) -> Result<TempPath, ReadError> {
-    let shown = redact_url(url);
+    let shown = redact_source_url(url);
     // reqwest errors print their URL, which may carry credentials; ours names it redacted.
     let failed = |source: reqwest::Error| ReadError::Download {
         url: shown.clone(),
@@ -219,6 +271,42 @@ mod tests {
         let loc = SourceLocation::of(&config("https://u:FAKEpw@h.example/x.csv"));
         assert!(matches!(loc, SourceLocation::Url(_)));
         assert!(!loc.label().contains("FAKEpw"));
+    }
+
+    #[test]
+    fn query_values_and_fragments_print_masked() {
+        let shown = redact_source_url(
+            "https://u:FAKEpw@h.example/x.csv?X-Amz-Signature=FAKEsig&X-Amz-Expires=60&FAKEbare#FAKEfrag",
+        );
+        assert_eq!(
+            shown,
+            "https://u:***@h.example/x.csv?X-Amz-Signature=***&X-Amz-Expires=***&***#***"
+        );
+        assert_eq!(
+            redact_source_url("http://127.0.0.1:8/ok.csv"),
+            "http://127.0.0.1:8/ok.csv"
+        );
+        let loc = SourceLocation::of(&config("http://h.example/x.csv?tok=FAKE2"));
+        for shown in [
+            loc.label(),
+            format!("{loc:?}"),
+            format!("{:?}", config("http://h.example/x.csv?tok=FAKE2")),
+        ] {
+            assert!(
+                !shown.contains("FAKE2") && shown.contains("tok=***"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_url_that_does_not_parse_prints_masked_too() {
+        let shown = redact_source_url("http://u:FAKEpw@h:99999/x.csv?tok=FAKE2");
+        assert!(
+            !shown.contains("FAKEpw") && !shown.contains("FAKE2"),
+            "{shown}"
+        );
+        assert!(shown.ends_with("?***"), "{shown}");
     }
 
     #[test]

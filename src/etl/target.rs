@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use credchain_core::{redact_url, Secret};
 
-use super::config::{PipelineConfig, DEFAULT_TARGET};
+use super::config::{ConfigError, PipelineConfig, DEFAULT_TARGET};
 
-const SQLITE_SCHEME: &str = "sqlite://";
+pub(crate) const SQLITE_SCHEME: &str = "sqlite://";
 const POSTGRES_SCHEMES: [&str; 2] = ["postgres://", "postgresql://"];
 
 /// Which database a target URL names.
@@ -64,7 +64,7 @@ pub enum TargetError {
         reason: String,
     },
     /// A key the pipeline names was not resolved.
-    #[error("key {key} (pipeline.{field}) has no value")]
+    #[error("key {key} (pipeline.{field}) was found in no source")]
     MissingKey {
         /// The key.
         key: String,
@@ -74,6 +74,9 @@ pub enum TargetError {
     /// A password was given for a SQLite target.
     #[error("pipeline.password_key: a SQLite target takes no password")]
     PasswordForSqlite,
+    /// The pipeline does not fit the resolved target: its rejects path is the target file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl ResolvedTarget {
@@ -96,7 +99,9 @@ impl ResolvedTarget {
 
     /// Resolves the pipeline's target: `target`, else the value of `target_key`, else
     /// [`DEFAULT_TARGET`]; the password is the value of `password_key` when set. `lookup`
-    /// returns the resolved value of a key (see [`PipelineConfig::required_keys`]).
+    /// returns the resolved value of a key (see [`PipelineConfig::required_keys`]). A SQLite
+    /// target is checked against the rejects path (see
+    /// [`PipelineConfig::check_rejects_path`]).
     pub fn resolve(
         config: &PipelineConfig,
         mut lookup: impl FnMut(&str) -> Option<Secret>,
@@ -111,13 +116,17 @@ impl ResolvedTarget {
             Some(key) => Some(fetch(key, "password_key")?),
             None => None,
         };
-        match (&config.target, &config.target_key) {
+        let target = match (&config.target, &config.target_key) {
             (_, Some(key)) => {
                 Self::parse(fetch(key, "target_key")?, password, format!("key {key}"))
             }
             (Some(url), None) => Self::from_url(url.secret().clone(), password),
             (None, None) => Self::from_url(Secret::new(DEFAULT_TARGET), password),
+        }?;
+        if let ResolvedTarget::Sqlite { path } = &target {
+            config.check_rejects_path(Some(path))?;
         }
+        Ok(target)
     }
 
     /// The target as it may be printed: the URL with any password masked.
@@ -193,8 +202,22 @@ mod tests {
         let err = ResolvedTarget::resolve(&c, |_| None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "key DATABASE_URL (pipeline.target_key) has no value"
+            "key DATABASE_URL (pipeline.target_key) was found in no source"
         );
+    }
+
+    #[test]
+    fn a_resolved_sqlite_target_that_is_the_rejects_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("z.db");
+        let c = config(&format!(
+            "target_key = \"DATABASE_URL\"\nrejects = {}",
+            toml::Value::String(db.display().to_string())
+        ));
+        let url = format!("sqlite://{}", db.display());
+        let err = ResolvedTarget::resolve(&c, |_| Some(Secret::new(url.clone()))).unwrap_err();
+        assert!(matches!(err, TargetError::Config(_)), "{err}");
+        assert!(err.to_string().starts_with("pipeline.rejects:"), "{err}");
     }
 
     #[test]
