@@ -518,10 +518,10 @@ async fn the_builtin_sample_loads_from_any_directory() {
 async fn a_missing_source_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.csv");
-    let err = pipeline(config(&sqlite_body(dir.path(), &missing, "t", "")))
-        .extract(&Recorder::default())
-        .await
-        .unwrap_err();
+    // Binding the pipeline opens the source, so the error comes before any step runs.
+    let config = config(&sqlite_body(dir.path(), &missing, "t", ""));
+    let target = credchain::etl::ResolvedTarget::resolve(&config, |_| None).unwrap();
+    let err = credchain::etl::Pipeline::new(config, target).unwrap_err();
     assert!(err.to_string().contains("nope.csv"), "{err}");
     assert_eq!(err.kind(), EtlErrorKind::Config);
 }
