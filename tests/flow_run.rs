@@ -338,12 +338,13 @@ fn parse_time(value: &Value) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_else(|| panic!("not a timestamp: {value}"))
 }
 
-/// Starts `credchain -v run` on 400,000 rows in `dir` with `vars`, sends SIGINT after `after`,
-/// and returns the exit code and stderr.
+/// Starts `credchain -v run` on 400,000 rows in `dir` with `vars`, sends `signal` after
+/// `after`, and returns the exit code and stderr.
 fn interrupt_run(
     dir: &Path,
     vars: &[(&str, &str)],
     after: std::time::Duration,
+    signal: nix::sys::signal::Signal,
 ) -> (Option<i32>, String) {
     let body: String = SAMPLE.lines().skip(1).map(|l| format!("{l}\n")).collect();
     let mut csv = format!("{}\n", SAMPLE.lines().next().unwrap());
@@ -367,7 +368,7 @@ fn interrupt_run(
     // Wait until the run is under way.
     std::thread::sleep(after);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("send SIGINT");
+    nix::sys::signal::kill(pid, signal).expect("send the signal");
     let out = child.wait_with_output().expect("wait");
     (
         out.status.code(),
@@ -380,7 +381,12 @@ fn interrupting_a_reported_run_cancels_it_and_its_task_runs() {
     let api = support::prefect_url();
     let dir = tempfile::tempdir().expect("tempdir");
     let vars = [("PREFECT_API_URL", api.as_str())];
-    let (code, stderr) = interrupt_run(dir.path(), &vars, std::time::Duration::from_millis(1500));
+    let (code, stderr) = interrupt_run(
+        dir.path(),
+        &vars,
+        std::time::Duration::from_millis(1500),
+        nix::sys::signal::Signal::SIGINT,
+    );
     assert_eq!(code, Some(130), "stderr: {stderr}");
     let at = stderr.find("flow_run=").expect("the flow run id is logged") + "flow_run=".len();
     let id = &stderr[at..at + 36];
@@ -399,9 +405,12 @@ fn interrupting_a_reported_run_cancels_it_and_its_task_runs() {
 }
 
 #[test]
-fn interrupting_run_rolls_back_and_exits_130() {
+fn interrupting_run_rolls_back_and_exits_130_or_143() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (code, stderr) = interrupt_run(dir.path(), &[], std::time::Duration::from_millis(700));
+    let wait = std::time::Duration::from_millis(700);
+    let term = interrupt_run(dir.path(), &[], wait, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(term.0, Some(143), "stderr: {}", term.1);
+    let (code, stderr) = interrupt_run(dir.path(), &[], wait, nix::sys::signal::Signal::SIGINT);
     assert_eq!(code, Some(130), "stderr: {stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     let db = dir.path().join("out.db");

@@ -44,9 +44,9 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
             let work = flow::execute(&client, &id, &pipeline, &observer, flow::RUN_PATIENCE);
             let result = tokio::select! {
                 result = work => result,
-                _ = interrupted => {
+                code = interrupted => {
                     let _ = flow::cancel(&client, &id, INTERRUPTED).await;
-                    return Err(interruption());
+                    return Err(interruption(code));
                 }
             };
             (Some(id), result)
@@ -58,7 +58,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
             );
             let result = tokio::select! {
                 result = pipeline.run_all(&observer) => result.map_err(FlowError::from),
-                _ = interrupted => return Err(interruption()),
+                code = interrupted => return Err(interruption(code)),
             };
             (None, result)
         }
@@ -79,24 +79,25 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
 /// The message on a flow run the user interrupted.
 const INTERRUPTED: &str = "interrupted by SIGINT or SIGTERM; the load was rolled back";
 
-/// Resolves on the first SIGINT or SIGTERM. Dropping the pipeline's future then stops its
-/// workers before they commit, and removes their temporary files.
-fn interrupt() -> Result<impl std::future::Future<Output = ()>, Failure> {
+/// Resolves on the first SIGINT or SIGTERM with the exit code the shell convention gives it
+/// (128 + the signal: 130 or 143). Dropping the pipeline's future then stops its workers
+/// before they commit, and removes their temporary files.
+fn interrupt() -> Result<impl std::future::Future<Output = u8>, Failure> {
     use tokio::signal::unix::{signal, SignalKind};
     let io = |e: std::io::Error| Failure::new(Exit::WorkFailed, e);
     let mut int = signal(SignalKind::interrupt()).map_err(io)?;
     let mut term = signal(SignalKind::terminate()).map_err(io)?;
     Ok(async move {
         tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+            _ = int.recv() => 130,
+            _ = term.recv() => 143,
         }
     })
 }
 
-fn interruption() -> Failure {
+fn interruption(code: u8) -> Failure {
     Failure::msg(
-        Exit::Passthrough(130),
+        Exit::Passthrough(code),
         "interrupted: nothing was loaded (the load was rolled back)",
     )
 }
@@ -155,10 +156,6 @@ fn target_failure(error: TargetError) -> Failure {
 /// A failed run's exit code and message; the hint names what to fix when the pipeline's error
 /// knows it (a missing database or schema), else the kind of failure's.
 pub fn flow_failure(error: FlowError) -> Failure {
-    let specific = match &error {
-        FlowError::Etl(etl) => etl.hint(),
-        _ => None,
-    };
-    let hint = specific.unwrap_or_else(|| error.hint());
+    let hint = error.hint();
     Failure::new(error.exit(), error).hint(hint)
 }

@@ -64,7 +64,7 @@ impl FlowError {
                 "the server's orchestration rules stopped the run: see the run in Prefect's UI"
                     .to_string()
             }
-            FlowError::Etl(error) => match error.kind() {
+            FlowError::Etl(error) => error.hint().unwrap_or_else(|| match error.kind() {
                 EtlErrorKind::Config => "fix the [pipeline] table or the target; see \
                     docs/pipeline.md"
                     .to_string(),
@@ -79,7 +79,7 @@ impl FlowError {
                 EtlErrorKind::Failed => {
                     "see the log lines above and the rejects file, if any".to_string()
                 }
-            },
+            }),
         }
     }
 }
