@@ -123,6 +123,23 @@ async fn unknown_ca_exits_6_naming_the_host_and_the_certificate_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_ca_file_fails_an_https_url_at_once_and_does_not_matter_for_http() {
+    let missing = var("SSL_CERT_FILE", "/nonexistent/credchain-ca.pem");
+    let tls = FakePrefect::start_tls(|seen, _| prefect_like(seen)).await;
+    let out = check(
+        &[],
+        vec![var("PREFECT_API_URL", tls.url()), missing.clone()],
+    )
+    .await;
+    assert_exit(&out, 2);
+    assert!(out.stderr.contains("credchain-ca.pem"), "{}", out.stderr);
+    // A plain-HTTP server never needs the CA file, so it is not even read.
+    let plain = FakePrefect::start(|seen, _| prefect_like(seen)).await;
+    let out = check(&[], vec![var("PREFECT_API_URL", plain.url()), missing]).await;
+    assert_exit(&out, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_to_a_plain_http_port_says_to_use_http() {
     let fake = FakePrefect::start(|seen, _| prefect_like(seen)).await;
     let url = fake.url().replacen("http://", "https://", 1);

@@ -121,6 +121,7 @@ impl ClientBuilder {
                     connect_timeout: self.settings.connect_timeout,
                     request_timeout: self.settings.request_timeout,
                     user_agent: CLIENT_USER_AGENT.to_string(),
+                    https: api.as_str().starts_with("https://"),
                 },
                 self.env.as_ref(),
             )?),

@@ -4,7 +4,9 @@
 //! Loading the platform's roots reads and parses every certificate the system trusts (about 150
 //! files on Debian). A client that only ever talks plain HTTP, as most self-hosted servers on a
 //! private network do, never needs them; with the roots loaded up front, `credchain check`
-//! against such a server spent a third of its heap on them.
+//! against such a server spent a third of its heap on them. For the same reason a CA file
+//! (`PREFECT_API_SSL_CERT_FILE`, `SSL_CERT_FILE`) is read at once only for an https API URL,
+//! where a bad file is a configuration error worth reporting before any request.
 
 use std::sync::{Arc, OnceLock};
 
@@ -16,10 +18,29 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 /// The ALPN protocols the client offers: HTTP/2, then HTTP/1.1.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
+/// The CA certificates trusted besides the platform's.
+#[derive(Debug)]
+pub(crate) enum ExtraRoots {
+    /// Read already.
+    Loaded(Vec<CertificateDer<'static>>),
+    /// To read from `path` (named by environment variable `var`) at the first handshake.
+    Deferred { var: &'static str, path: String },
+}
+
+impl ExtraRoots {
+    fn load(&self) -> Result<Vec<CertificateDer<'static>>, rustls::Error> {
+        match self {
+            ExtraRoots::Loaded(certs) => Ok(certs.clone()),
+            ExtraRoots::Deferred { var, path } => super::transport::load_ca_file(var, path)
+                .map_err(|e| rustls::Error::General(crate::exit::error_chain(&e))),
+        }
+    }
+}
+
 /// A client configuration whose certificate checks use the platform's roots and `extra_roots`;
 /// with `insecure`, certificates are not checked at all (the handshake's signatures still are).
 pub(crate) fn client_config(
-    extra_roots: Vec<CertificateDer<'static>>,
+    extra_roots: ExtraRoots,
     insecure: bool,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -55,7 +76,7 @@ struct Verifier {
 enum Check {
     /// The platform verifier with extra roots, made at the first certificate it checks.
     PlatformRoots {
-        extra_roots: Vec<CertificateDer<'static>>,
+        extra_roots: ExtraRoots,
         verifier: OnceLock<Result<rustls_platform_verifier::Verifier, rustls::Error>>,
     },
     /// Any certificate passes (`PREFECT_API_TLS_INSECURE_SKIP_VERIFY=true`, for tests only).
@@ -80,7 +101,7 @@ impl ServerCertVerifier for Verifier {
         };
         let verifier = verifier.get_or_init(|| {
             rustls_platform_verifier::Verifier::new_with_extra_roots(
-                extra_roots.iter().cloned(),
+                extra_roots.load()?,
                 self.provider.clone(),
             )
         });
@@ -129,7 +150,7 @@ mod tests {
 
     #[test]
     fn the_roots_are_not_loaded_before_a_handshake() {
-        let config = client_config(Vec::new(), false).unwrap();
+        let config = client_config(ExtraRoots::Loaded(Vec::new()), false).unwrap();
         assert_eq!(
             config.alpn_protocols,
             [b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -137,7 +158,10 @@ mod tests {
         let verifier = Verifier {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             check: Check::PlatformRoots {
-                extra_roots: Vec::new(),
+                extra_roots: ExtraRoots::Deferred {
+                    var: "SSL_CERT_FILE",
+                    path: "/nonexistent/ca.pem".into(),
+                },
                 verifier: OnceLock::new(),
             },
         };

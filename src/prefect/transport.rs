@@ -14,6 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use super::error::SetupError;
+use super::tls::ExtraRoots;
 
 /// The variable naming an extra CA bundle for the Prefect API.
 pub const CA_FILE_VAR: &str = "PREFECT_API_SSL_CERT_FILE";
@@ -81,6 +82,9 @@ pub(crate) struct TransportSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) user_agent: String,
+    /// Whether the API URL is https: a CA file is then read (and checked) at once; for a
+    /// plain-HTTP API it is read only if a handshake ever happens (a redirect, a proxy).
+    pub(crate) https: bool,
 }
 
 impl ReqwestTransport {
@@ -91,8 +95,9 @@ impl ReqwestTransport {
         env: &dyn Environment,
     ) -> Result<Self, SetupError> {
         let extra_roots = match ca_file(env) {
-            Some((var, path)) => load_ca_file(var, &path)?,
-            None => Vec::new(),
+            Some((var, path)) if settings.https => ExtraRoots::Loaded(load_ca_file(var, &path)?),
+            Some((var, path)) => ExtraRoots::Deferred { var, path },
+            None => ExtraRoots::Loaded(Vec::new()),
         };
         let insecure = insecure(env);
         if insecure {
@@ -131,7 +136,10 @@ fn insecure(env: &dyn Environment) -> bool {
     })
 }
 
-fn load_ca_file(var: &'static str, path: &str) -> Result<Vec<CertificateDer<'static>>, SetupError> {
+pub(crate) fn load_ca_file(
+    var: &'static str,
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, SetupError> {
     let fail = |source: std::io::Error| SetupError::LoadCaFile {
         path: path.to_string(),
         var,
