@@ -436,3 +436,32 @@ fn interrupting_run_rolls_back_and_exits_130_or_143() {
         "temporary files left behind: {leftovers:?}"
     );
 }
+
+#[test]
+fn a_tag_limit_without_slots_fails_the_load_task_with_a_clear_error() {
+    let api = support::prefect_url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tag = format!("zero-{}", std::process::id());
+    prefect_api::post(
+        &api,
+        "/v2/concurrency_limits/",
+        serde_json::json!({ "name": format!("tag:{tag}"), "limit": 0 }),
+    );
+    fs::write(dir.path().join("data.csv"), "id,name\n1,a\n2,b\n").unwrap();
+    write_pipeline(dir.path(), &format!("tags = [\"{tag}\"]"));
+    let out = Cli::new()
+        .cwd(dir.path())
+        .args(["-v", "run", "--pipeline", "pipeline.toml"])
+        .env("PREFECT_API_URL", &api)
+        .run();
+    assert_eq!(out.code, Some(2), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("has no slot"), "{}", out.stderr);
+    assert!(out.stderr.contains("concurrency setup"), "{}", out.stderr);
+    let at = out.stderr.find("flow_run=").expect("flow run id logged") + "flow_run=".len();
+    let tasks = prefect_api::task_runs(&api, &out.stderr[at..at + 36]);
+    let load = tasks
+        .iter()
+        .find(|t| t["name"] == "load")
+        .expect("load task");
+    assert_eq!(prefect_api::state_type(load), "FAILED", "{load}");
+}

@@ -37,16 +37,38 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
         TerminalObserver::new()
     };
     let interrupted = interrupt()?;
-    let (flow_run_id, result) = match prefect_client(ctx, creds).await {
+    tokio::pin!(interrupted);
+    // A signal before the run starts (a slow or silent server) ends the command at once.
+    let client = tokio::select! {
+        client = prefect_client(ctx, creds) => client,
+        code = &mut interrupted => return Err(interruption(code)),
+    };
+    let (flow_run_id, result) = match client {
         Ok(client) => {
             eprintln!("reporting to Prefect at {}", client.api_url());
-            let id = flow::create_flow_run(&client).await.map_err(flow_failure)?;
-            let work = flow::execute(&client, &id, &pipeline, &observer, flow::RUN_PATIENCE);
-            let result = tokio::select! {
-                result = work => result,
-                code = interrupted => {
-                    let _ = flow::cancel(&client, &id, INTERRUPTED).await;
-                    return Err(interruption(code));
+            let id = tokio::select! {
+                id = flow::create_flow_run(&client) => id.map_err(flow_failure)?,
+                code = &mut interrupted => return Err(interruption(code)),
+            };
+            let result = {
+                let mut work = Box::pin(flow::execute(
+                    &client,
+                    &id,
+                    &pipeline,
+                    &observer,
+                    flow::RUN_PATIENCE,
+                ));
+                tokio::select! {
+                    result = &mut work => result,
+                    code = &mut interrupted => {
+                        if pipeline.stop() {
+                            drop(work);
+                            let _ = flow::cancel(&client, &id, INTERRUPTED).await;
+                            return Err(interruption(code));
+                        }
+                        eprintln!("{TOO_LATE}");
+                        work.await
+                    }
                 }
             };
             (Some(id), result)
@@ -56,11 +78,19 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
                 "note: PREFECT_API_URL is not set in any source, so nothing is reported to Prefect; \
                  the pipeline runs locally"
             );
+            let mut work = Box::pin(pipeline.run_all(&observer));
             let result = tokio::select! {
-                result = pipeline.run_all(&observer) => result.map_err(FlowError::from),
-                code = interrupted => return Err(interruption(code)),
+                result = &mut work => result,
+                code = &mut interrupted => {
+                    if pipeline.stop() {
+                        drop(work);
+                        return Err(interruption(code));
+                    }
+                    eprintln!("{TOO_LATE}");
+                    work.await
+                }
             };
-            (None, result)
+            (None, result.map_err(FlowError::from))
         }
         Err(error) => return Err(error.into()),
     };
@@ -75,6 +105,10 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
     }
     Ok(Exit::Success)
 }
+
+/// Said when a signal comes while the load commits: the run can only finish.
+const TOO_LATE: &str =
+    "interrupted while the load was committing: the rows are in; finishing the run";
 
 /// The message on a flow run the user interrupted.
 const INTERRUPTED: &str = "interrupted by SIGINT or SIGTERM; the load was rolled back";

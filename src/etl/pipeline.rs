@@ -3,12 +3,13 @@
 //! ([`Pipeline::transform_and_load`], what `run_all` and the flow do).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::config::{ConfigError, Format, PipelineConfig};
 use super::error::EtlError;
 use super::extract::{self, Extracted};
-use super::load::{self, LoadPlan, Outcome};
+use super::load::{self, CommitGate, LoadPlan, Outcome};
 use super::observer::{run_blocking, LogLevel, PipelineObserver, Step};
 use super::source::{self, SourceLocation};
 use super::staging::{Staging, StagingWriter};
@@ -19,6 +20,8 @@ use super::transform::{self, Column, Plan, TransformError, TransformReport, Tran
 /// A configured pipeline, ready to run.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
+    /// Shared by the clones of this pipeline: one run at a time per pipeline value.
+    gate: Arc<CommitGate>,
     config: PipelineConfig,
     target: ResolvedTarget,
     location: SourceLocation,
@@ -62,6 +65,7 @@ impl Pipeline {
             })?;
         }
         Ok(Pipeline {
+            gate: Arc::default(),
             location,
             config,
             target,
@@ -253,7 +257,15 @@ impl Pipeline {
             keys: keys.to_vec(),
             rows,
             replace: self.config.replace,
+            gate: self.gate.clone(),
         }
+    }
+
+    /// Stops the current run of this pipeline before its load commits; drop the run's future
+    /// then. False when the commit has already begun: the run cannot be stopped any more, and
+    /// its future should be awaited to learn how it ended.
+    pub fn stop(&self) -> bool {
+        self.gate.stop()
     }
 
     /// Loads the staged rows; `sorted` yields transform's counts once it has ended.

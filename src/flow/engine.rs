@@ -209,7 +209,13 @@ impl Run<'_> {
             });
             // A transform that fails while the load waits for its tags ends the wait.
             let held = tokio::select! {
-                held = acquire => held?,
+                held = acquire => match held {
+                    Ok(held) => held,
+                    Err(error) => {
+                        self.fail_task(&load_task, &error_chain(&error)).await;
+                        return Err(error);
+                    }
+                },
                 () = failed(failed_rx) => {
                     self.cancel_task(&load_task, "transform failed").await;
                     return Err(FlowError::Etl(EtlError::Cancelled { step: Step::Load }));
@@ -235,6 +241,15 @@ impl Run<'_> {
         // Transform's failure is the cause of the load's.
         transformed?;
         Ok(loaded?.into_summary())
+    }
+
+    /// Ends a task run that could not start as FAILED, with why.
+    async fn fail_task(&self, task: &str, why: &str) {
+        self.log(Some(task), LogLevel::Error, why);
+        let failed = StateCreate::new(StateType::Failed).message(why.to_string());
+        if let Err(report) = states::propose(self.client, RunKind::Task, task, failed, true).await {
+            warn!(error = %report, "cannot mark the task run FAILED");
+        }
     }
 
     /// Ends a task run that did not run to its end as CANCELLED, with why.

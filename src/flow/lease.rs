@@ -69,6 +69,12 @@ pub async fn acquire(
             tokio::time::sleep(wait).await;
             continue;
         }
+        if answer.status() == StatusCode::UNPROCESSABLE_ENTITY {
+            // Prefect refuses a request for more slots than a limit has at all (limit 0).
+            return Err(FlowError::TagLimitZero {
+                tags: tags.join(", "),
+            });
+        }
         let granted: Granted = answer.error_for_status()?.json()?;
         if granted.limits.is_empty() {
             debug!(?tags, "no concurrency limit exists for these tags");

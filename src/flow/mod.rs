@@ -36,6 +36,12 @@ pub enum FlowError {
         /// What the server answered.
         message: String,
     },
+    /// A tag's concurrency limit has no slot at all (limit 0), so the load could never run.
+    #[error("the concurrency limit of tag(s) {tags} has no slot a load could take")]
+    TagLimitZero {
+        /// The pipeline's tags.
+        tags: String,
+    },
     /// The pipeline failed.
     #[error(transparent)]
     Etl(#[from] EtlError),
@@ -47,6 +53,7 @@ impl FlowError {
         match self {
             FlowError::Request(error) => error.exit(),
             FlowError::Orchestration { .. } => Exit::WorkFailed,
+            FlowError::TagLimitZero { .. } => Exit::Usage,
             FlowError::Etl(error) => match error.kind() {
                 EtlErrorKind::Config => Exit::Usage,
                 EtlErrorKind::Unreachable => Exit::Unreachable,
@@ -60,6 +67,9 @@ impl FlowError {
     pub fn hint(&self) -> String {
         match self {
             FlowError::Request(error) => error.hint(),
+            FlowError::TagLimitZero { .. } => "raise the limit (credchain concurrency setup) or \
+                remove the tag from pipeline.tags"
+                .to_string(),
             FlowError::Orchestration { .. } => {
                 "the server's orchestration rules stopped the run: see the run in Prefect's UI"
                     .to_string()

@@ -12,6 +12,7 @@
 //! - any failure rolls the transaction back: the table is exactly as it was, or absent.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::error::EtlErrorKind;
 use super::ident;
@@ -233,6 +234,40 @@ pub(crate) struct LoadPlan {
     pub rows: u64,
     /// Delete the table's rows before inserting.
     pub replace: bool,
+    /// Asked right before the commit, so that a stopped run never commits (see
+    /// [`CommitGate`]).
+    pub gate: Arc<CommitGate>,
+}
+
+/// The point of no return of a load, shared by the load and whoever may stop its run: either
+/// the run is stopped before the load commits, and it never will, or the commit has begun, and
+/// the run must be let finish. Without it, a run stopped during the commit would be reported
+/// rolled back although its rows were in.
+#[derive(Debug, Default)]
+pub struct CommitGate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    stopped: bool,
+    committing: bool,
+}
+
+impl CommitGate {
+    /// Called by a load right before it commits: false when the run was stopped.
+    pub(crate) fn begin_commit(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.committing = !state.stopped;
+        state.committing
+    }
+
+    /// Stops the run unless its commit has begun: true when the load will not commit.
+    pub(crate) fn stop(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.stopped = !state.committing;
+        state.stopped
+    }
 }
 
 impl LoadPlan {
@@ -354,6 +389,16 @@ pub(crate) fn check_columns(
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn the_gate_lets_exactly_one_of_stop_and_commit_win() {
+        let gate = CommitGate::default();
+        assert!(gate.stop());
+        assert!(!gate.begin_commit(), "a stopped run never commits");
+        let gate = CommitGate::default();
+        assert!(gate.begin_commit());
+        assert!(!gate.stop(), "a commit under way cannot be stopped");
+    }
+
     /// A column with `values` non-NULL values, named as its header.
     pub(crate) fn column(name: &str, ty: ColumnType, values: u64) -> Column {
         Column {
@@ -373,6 +418,7 @@ pub(crate) mod tests {
             keys,
             rows: 0,
             replace: false,
+            gate: Arc::default(),
         }
     }
 

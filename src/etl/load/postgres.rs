@@ -80,6 +80,9 @@ pub(crate) async fn load(
             .await
             .map_err(run("insert the rows"))?
     };
+    if !plan.gate.begin_commit() {
+        return Err(EtlError::Cancelled { step: Step::Load });
+    }
     tx.commit().await.map_err(run("commit"))?;
     Ok(Outcome {
         created: table.created,

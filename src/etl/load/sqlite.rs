@@ -78,6 +78,11 @@ fn load_in_transaction(
     let inserted = insert_rows(&tx, plan, staging, reporter)?;
     let changed = (count.finish(&tx, plan, inserted)).map_err(run("count the changed rows"))?;
     reporter.check()?;
+    if !plan.gate.begin_commit() {
+        return Err(EtlError::Cancelled {
+            step: crate::etl::observer::Step::Load,
+        });
+    }
     tx.commit().map_err(run("commit"))?;
     Ok(Outcome { created, changed })
 }
