@@ -26,6 +26,13 @@ impl TargetKind {
             if path.is_empty() {
                 return Err("sqlite:// needs a file path, as in sqlite://etl.db".into());
             }
+            if path.contains(['?', '#']) {
+                return Err(
+                    "sqlite://PATH takes a file path only, without ?options or #fragment \
+                     (they would become part of the file name)"
+                        .into(),
+                );
+            }
             return Ok(TargetKind::Sqlite);
         }
         if POSTGRES_SCHEMES.iter().any(|s| url.starts_with(s)) {
@@ -158,6 +165,13 @@ mod tests {
     fn config(extra: &str) -> PipelineConfig {
         let text = format!("[pipeline]\nsource = \"a.csv\"\ntable = \"t\"\n{extra}");
         PipelineConfig::from_toml_str(&text, "p.toml", Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn a_sqlite_target_with_a_query_is_refused() {
+        assert!(TargetKind::of("sqlite://t.db?mode=rwc").is_err());
+        assert!(TargetKind::of("sqlite://t.db#x").is_err());
+        assert_eq!(TargetKind::of("sqlite://t.db"), Ok(TargetKind::Sqlite));
     }
 
     #[test]

@@ -187,7 +187,8 @@ impl Unreachable {
             } => "check the host and port in PREFECT_API_URL and any firewall between; \
                 [prefect] connect_timeout sets how long to wait"
                 .to_string(),
-            Unreachable::Timeout { .. } => "the server took the connection but sent no answer: \
+            Unreachable::Timeout { .. } => "the server took the connection but sent no whole \
+                answer in time: \
                 check that PREFECT_API_URL points at Prefect (not another service) and that \
                 the server is not overloaded; [prefect] request_timeout sets how long to wait"
                 .to_string(),

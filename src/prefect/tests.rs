@@ -378,7 +378,11 @@ async fn a_silent_server_fails_after_one_timeout_before_any_answer() {
     let error = c.health().await.unwrap_err();
     assert_eq!(server.seen().len(), 1, "not retried");
     assert_eq!(error.kind(), "timeout");
-    assert!(error.hint().contains("sent no answer"), "{}", error.hint());
+    assert!(
+        error.hint().contains("sent no whole answer"),
+        "{}",
+        error.hint()
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -182,6 +182,18 @@ impl LoadError {
                     ident::quote(schema)
                 ))
             }
+            LoadError::RunSqlite { source, .. } | LoadError::OpenSqlite { source, .. }
+                if matches!(
+                    source.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                Some(format!(
+                    "another process holds a lock on the database file (waited {} s): let it \
+                     finish or stop it, then run again",
+                    sqlite::BUSY_TIMEOUT.as_secs()
+                ))
+            }
             _ => None,
         }
     }
@@ -388,6 +400,20 @@ pub(crate) fn check_columns(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_locked_sqlite_database_gets_a_hint_about_the_lock() {
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        let err = LoadError::RunSqlite {
+            action: "set the cache size",
+            table: "t".into(),
+            source: busy,
+        };
+        assert!(err.hint().unwrap().contains("another process holds a lock"));
+    }
 
     #[test]
     fn the_gate_lets_exactly_one_of_stop_and_commit_win() {
