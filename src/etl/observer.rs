@@ -9,7 +9,7 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
 
 use super::error::EtlError;
@@ -96,32 +96,30 @@ impl PipelineObserver for NoopObserver {
     fn progress(&self, _step: Step, _done: u64, _total: Option<u64>) {}
 }
 
-/// Logs through `tracing` (target `credchain::etl`) and draws a progress bar on stderr when
-/// stderr is a terminal.
+/// Logs through `tracing` (target `credchain::etl`) and draws a progress bar per running step
+/// on stderr when stderr is a terminal (transform and load run at the same time).
 pub struct TerminalObserver {
-    bar: Option<ProgressBar>,
-    step: Mutex<Option<Step>>,
+    bars: Option<MultiProgress>,
+    running: Mutex<Vec<(Step, ProgressBar)>>,
 }
 
 impl TerminalObserver {
-    /// A progress bar only if stderr is a terminal.
+    /// Progress bars only if stderr is a terminal.
     pub fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(bar_style());
-            bar
-        });
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         TerminalObserver {
-            bar,
-            step: Mutex::new(None),
+            bars,
+            running: Mutex::new(Vec::new()),
         }
     }
 
     /// Never draws a bar; logs only.
     pub fn without_bar() -> Self {
         TerminalObserver {
-            bar: None,
-            step: Mutex::new(None),
+            bars: None,
+            running: Mutex::new(Vec::new()),
         }
     }
 }
@@ -148,29 +146,38 @@ impl PipelineObserver for TerminalObserver {
             }
             LogLevel::Error => tracing::error!(target: "credchain::etl", step = %step, "{message}"),
         };
-        match &self.bar {
-            Some(bar) => bar.suspend(emit),
+        match &self.bars {
+            Some(bars) => bars.suspend(emit),
             None => emit(),
         }
     }
 
     fn progress(&self, step: Step, done: u64, total: Option<u64>) {
-        let Some(bar) = &self.bar else { return };
-        let mut current = self.step.lock().unwrap_or_else(|e| e.into_inner());
-        if *current != Some(step) {
-            *current = Some(step);
-            bar.reset();
-            bar.set_message(step.name());
-        }
-        bar.set_length(total.unwrap_or(done));
+        let Some(bars) = &self.bars else { return };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = match running.iter().find(|(s, _)| *s == step) {
+            Some((_, bar)) => bar.clone(),
+            None => {
+                let bar = bars.add(ProgressBar::no_length());
+                bar.set_style(bar_style());
+                bar.set_message(step.name());
+                running.push((step, bar.clone()));
+                bar
+            }
+        };
+        bar.set_length(total.unwrap_or(done).max(done));
         bar.set_position(done);
     }
 
-    fn finished(&self, _step: Step) {
-        if let Some(bar) = &self.bar {
+    fn finished(&self, step: Step) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = running.iter().position(|(s, _)| *s == step) {
+            let (_, bar) = running.remove(i);
             bar.finish_and_clear();
+            if let Some(bars) = &self.bars {
+                bars.remove(&bar);
+            }
         }
-        *self.step.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
