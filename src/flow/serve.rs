@@ -3,7 +3,7 @@
 //! skipped), executes up to `limit` at once, and on SIGINT or SIGTERM stops polling, lets
 //! running flows finish within the grace period, and marks the rest CANCELLED.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ use crate::etl::observer::TerminalObserver;
 use crate::etl::Pipeline;
 use crate::exit::error_chain;
 use crate::prefect::PrefectClient;
+
+/// The runs this process executes, by flow run id, with their pipeline once it is built.
+type Active = Arc<Mutex<HashMap<String, Option<Pipeline>>>>;
 
 /// How far ahead of its start time a run is fetched.
 const PREFETCH: Duration = Duration::from_secs(10);
@@ -72,7 +75,7 @@ pub async fn serve(
         "serving deployment {FLOW_NAME}/{DEPLOYMENT_NAME} ({deployment}); press Ctrl-C to stop"
     );
     let slots = Arc::new(Semaphore::new(options.limit.max(1)));
-    let active: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let active: Active = Arc::default();
     let tally = Arc::new(Mutex::new((0u64, 0u64)));
     let mut running = JoinSet::new();
     loop {
@@ -172,7 +175,7 @@ async fn poll_once(
     client: &PrefectClient,
     deployment: &str,
     slots: &Arc<Semaphore>,
-    active: &Arc<Mutex<HashSet<String>>>,
+    active: &Active,
     running: &mut JoinSet<()>,
     pipeline: &PipelineFactory,
     tally: &Arc<Mutex<(u64, u64)>>,
@@ -191,7 +194,7 @@ async fn poll_once(
         .post_json("/deployments/get_scheduled_flow_runs", &body)
         .await?;
     for run in runs {
-        if active.lock().expect("active lock").contains(&run.id) {
+        if active.lock().expect("active lock").contains_key(&run.id) {
             continue;
         }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -200,7 +203,10 @@ async fn poll_once(
         if !claim(client, &run.id).await? {
             continue;
         }
-        active.lock().expect("active lock").insert(run.id.clone());
+        active
+            .lock()
+            .expect("active lock")
+            .insert(run.id.clone(), None);
         let (client, active, pipeline, tally) = (
             client.clone(),
             active.clone(),
@@ -208,7 +214,7 @@ async fn poll_once(
             tally.clone(),
         );
         running.spawn(async move {
-            let ok = execute_claimed(&client, &run.id, &pipeline).await;
+            let ok = execute_claimed(&client, &run.id, &pipeline, &active).await;
             let mut counts = tally.lock().expect("tally lock");
             if ok {
                 counts.0 += 1
@@ -239,10 +245,19 @@ async fn claim(client: &PrefectClient, run: &str) -> Result<bool, FlowError> {
     Ok(won)
 }
 
-async fn execute_claimed(client: &PrefectClient, run: &str, pipeline: &PipelineFactory) -> bool {
+async fn execute_claimed(
+    client: &PrefectClient,
+    run: &str,
+    pipeline: &PipelineFactory,
+    active: &Active,
+) -> bool {
     info!(flow_run = run, "executing");
     let outcome = match pipeline().await {
         Ok(pipeline) => {
+            // Shut-down asks this pipeline's commit gate before it aborts the run.
+            if let Some(entry) = active.lock().expect("active lock").get_mut(run) {
+                *entry = Some(pipeline.clone());
+            }
             let observer = TerminalObserver::without_bar();
             execute(client, run, &pipeline, &observer, SERVE_PATIENCE).await
         }
@@ -268,7 +283,7 @@ async fn shut_down(
     client: &PrefectClient,
     grace: Duration,
     mut running: JoinSet<()>,
-    active: &Arc<Mutex<HashSet<String>>>,
+    active: &Active,
 ) -> u64 {
     if !running.is_empty() {
         eprintln!(
@@ -284,12 +299,42 @@ async fn shut_down(
     if drained.is_ok() {
         return 0;
     }
-    // TODO: a run aborted here while its load commits is reported CANCELLED although its rows
-    // are in; `credchain run` avoids this with `Pipeline::stop` (the commit gate), which serve
-    // would need to keep for each running run's pipeline and ask before aborting it.
+    // Stop every run before its load commits; a run whose commit has begun is let finish, for
+    // at most another grace period, so that it is not reported CANCELLED with its rows in.
+    let committing: Vec<String> = active
+        .lock()
+        .expect("active lock")
+        .iter()
+        .filter(|(_, pipeline)| pipeline.as_ref().is_some_and(|p| !p.stop()))
+        .map(|(run, _)| run.clone())
+        .collect();
+    if !committing.is_empty() {
+        eprintln!(
+            "stopping: {} flow run(s) are committing their load; letting them finish",
+            committing.len()
+        );
+        let finishing = async {
+            while committing.iter().any(|run| {
+                active
+                    .lock()
+                    .expect("active lock")
+                    .contains_key(run.as_str())
+            }) {
+                if running.join_next().await.is_none() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(grace, finishing).await;
+    }
     running.abort_all();
     while running.join_next().await.is_some() {}
-    let left: Vec<String> = active.lock().expect("active lock").drain().collect();
+    let left: Vec<String> = active
+        .lock()
+        .expect("active lock")
+        .drain()
+        .map(|(run, _)| run)
+        .collect();
     let cancelled = left.len() as u64;
     for run in left {
         warn!(flow_run = %run, "cancelling: the grace period ran out");
