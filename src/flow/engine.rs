@@ -197,6 +197,9 @@ impl Run<'_> {
         let transform_side = async {
             let result = self.end_task(&transform_task, transform.await).await;
             if result.is_err() {
+                // Also when only reporting transform's end failed (Prefect unreachable): the
+                // run is failing, so its load must not commit.
+                pipeline.stop();
                 let _ = failed_tx.send(true);
             }
             result
