@@ -693,3 +693,89 @@ async fn rejects_that_would_overwrite_the_source_or_the_database_are_refused() {
     assert_eq!(std::fs::read(&db).unwrap(), b"precious");
     assert_eq!(std::fs::read_to_string(&source).unwrap(), "a\n1\n");
 }
+
+/// `run_all` with types inferred from the first `preview` records, and the same with a full
+/// extract first: the table, the rejects file and the summary must be the same.
+async fn preview_against_full(
+    lines: &[String],
+    extra: &str,
+    preview: u64,
+) -> (Vec<String>, String) {
+    let mut outcomes = Vec::new();
+    // One directory, so that error messages naming files compare equal.
+    let dir = tempfile::tempdir().unwrap();
+    let source = write_file(dir.path(), "data.csv", lines);
+    let body = sqlite_body(dir.path(), &source, "t", extra);
+    for records in [preview, u64::MAX] {
+        for file in ["etl.db", "t.rejects.csv"] {
+            let _ = std::fs::remove_file(dir.path().join(file));
+        }
+        let obs = Recorder::default();
+        let result = pipeline(config(&body))
+            .with_preview_records(records)
+            .run_all(&obs)
+            .await;
+        let db = dir.path().join("etl.db");
+        let table = table_exists(&db, "t").then(|| dump(&db, "t"));
+        let rejects = std::fs::read_to_string(dir.path().join("t.rejects.csv")).unwrap();
+        let summary = result.map(|s| (s.rows_read, s.rows_loaded, s.rows_rejected, s.rows_changed));
+        let summary = summary.map_err(|e| e.to_string());
+        let types = table.is_some().then(|| {
+            let conn = Connection::open(&db).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT type FROM pragma_table_info('t')")
+                .unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join(",")
+        });
+        outcomes.push((table, rejects, summary, types, obs.all_text()));
+    }
+    let (full, previewed) = (outcomes.pop().unwrap(), outcomes.pop().unwrap());
+    assert_eq!(previewed.0, full.0, "the same table");
+    assert_eq!(previewed.1, full.1, "the same rejects file");
+    assert_eq!(previewed.2, full.2, "the same summary or error");
+    assert_eq!(previewed.3, full.3, "the same column types");
+    (previewed.0.unwrap_or_default(), previewed.4)
+}
+
+#[tokio::test]
+async fn types_of_a_preview_that_hold_load_in_one_pass() {
+    let lines = birdstrikes_with_ids(3000);
+    let (table, logs) = preview_against_full(&lines, "", 100).await;
+    assert_eq!(table.len(), 3000);
+    assert!(!logs.contains("transforming again"), "{logs}");
+    assert!(logs.contains("3000 records, 15 columns"), "{logs}");
+}
+
+#[tokio::test]
+async fn types_of_a_preview_that_do_not_hold_are_replaced_by_those_of_the_whole_source() {
+    // `code` looks like an integer for 300 records, then is text for 100: the whole source
+    // makes it text. `amount` gets a decimal late: real, not integer.
+    let mut lines = vec!["id,code,amount".to_string()];
+    lines.extend((1..=300).map(|i| format!("{i},{i},{i}")));
+    lines.extend((301..=400).map(|i| format!("{i},C{i},{i}.5")));
+    let (table, logs) = preview_against_full(&lines, "", 50).await;
+    assert_eq!(table.len(), 400);
+    assert_eq!(
+        table[0], "Integer(1)|Text([49])|Real(1.0)",
+        "code is text, amount real"
+    );
+    assert!(
+        logs.contains("the types of the first 50 records do not hold for all 400"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn rejects_and_their_limit_are_the_same_with_a_preview() {
+    // Late values that do not fit are rejected (within max_rejected), or fail the run.
+    let mut lines = vec!["id,amount".to_string()];
+    lines.extend((1..=500).map(|i| format!("{i},{}", i * 10)));
+    lines[450] = "450,lots".into();
+    lines[480] = "480,\"unclosed".into();
+    let (table, _) = preview_against_full(&lines, "max_rejected = 0.01", 64).await;
+    // The unclosed quote runs to the end of the file: lines 481-501 are one rejected record.
+    assert_eq!(table.len(), 478);
+    let (table, _) = preview_against_full(&lines, "max_rejected = 0.001", 64).await;
+    assert!(table.is_empty(), "nothing loaded over the limit");
+}

@@ -23,6 +23,8 @@ pub struct Extracted {
     pub(crate) records: u64,
     pub(crate) profile: Profile,
     pub(crate) started: Instant,
+    /// False when extract read only the first records (see `Pipeline::run_all`).
+    pub(crate) complete: bool,
 }
 
 impl Extracted {
@@ -58,14 +60,17 @@ pub(crate) struct Scan {
     pub keys: KeyIndex,
     pub records: u64,
     pub profile: Profile,
+    /// False when the pass stopped at its `limit` before the end of the source.
+    pub complete: bool,
 }
 
-/// Reads every record once (blocking).
+/// Reads every record once, or the first `limit` of them (blocking).
 pub(crate) fn scan(
     source: &LocalSource,
     format: Format,
     label: &str,
     reporter: &Reporter,
+    limit: Option<u64>,
 ) -> Result<Scan, EtlError> {
     let input = source.open()?;
     let (mut reader, csv_headers) = match format {
@@ -79,10 +84,16 @@ pub(crate) fn scan(
     let width = csv_headers.as_ref().map(Vec::len);
     let mut rec = Record::default();
     let mut records = 0u64;
+    let mut complete = true;
     while reader.next(&mut rec)? {
         records += 1;
         tally(&mut profile, &rec, width);
         reporter.tick(records)?;
+        if limit.is_some_and(|limit| records >= limit) {
+            // At the end already when nothing follows.
+            complete = !reader.next(&mut rec)?;
+            break;
+        }
     }
     reporter.progress(records);
     let keys = reader.into_keys();
@@ -94,21 +105,24 @@ pub(crate) fn scan(
         .into());
     }
     profile.widen(headers.len());
-    reporter.log(
-        LogLevel::Info,
-        format!("{label}: {records} records, {} columns", headers.len()),
-    );
+    if complete {
+        reporter.log(
+            LogLevel::Info,
+            format!("{label}: {records} records, {} columns", headers.len()),
+        );
+    }
     Ok(Scan {
         headers,
         keys,
         records,
         profile,
+        complete,
     })
 }
 
 /// Counts the record's fields in the profile. Records of the wrong width or with a problem
 /// will be rejected whole, so they do not take part in inference.
-fn tally(profile: &mut Profile, rec: &Record, width: Option<usize>) {
+pub(crate) fn tally(profile: &mut Profile, rec: &Record, width: Option<usize>) {
     if rec.problem.is_some() || width.is_some_and(|w| w != rec.fields.len()) {
         return;
     }

@@ -12,10 +12,10 @@ use super::extract::{self, Extracted};
 use super::load::{self, CommitGate, LoadPlan, Outcome};
 use super::observer::{run_blocking, LogLevel, PipelineObserver, Step};
 use super::source::{self, SourceLocation};
-use super::staging::{Staging, StagingWriter};
+use super::staging::{Layout, Staging, StagingWriter};
 use super::summary::Summary;
 use super::target::ResolvedTarget;
-use super::transform::{self, Column, Plan, TransformError, TransformReport, Transformed};
+use super::transform::{self, Column, Plan, Sorted, TransformError, TransformReport, Transformed};
 
 /// A configured pipeline, ready to run.
 #[derive(Debug, Clone)]
@@ -26,7 +26,14 @@ pub struct Pipeline {
     target: ResolvedTarget,
     location: SourceLocation,
     format: Format,
+    /// How many records [`Pipeline::run_all`] infers the types from before it starts to
+    /// transform and load (see there).
+    preview_records: u64,
 }
+
+/// The records [`Pipeline::run_all`] reads before it starts to transform and load a long CSV
+/// source: enough to settle the types of any usual file, and a few milliseconds to read.
+const PREVIEW_RECORDS: u64 = 65_536;
 
 /// The result of the load step.
 #[derive(Debug, Clone)]
@@ -70,7 +77,16 @@ impl Pipeline {
             config,
             target,
             format,
+            preview_records: PREVIEW_RECORDS,
         })
+    }
+
+    /// Sets how many records [`Pipeline::run_all`] reads before it starts to transform and
+    /// load (tests use a few, to exercise both outcomes of the preview).
+    #[doc(hidden)]
+    pub fn with_preview_records(mut self, records: u64) -> Self {
+        self.preview_records = records.max(1);
+        self
     }
 
     /// The configuration.
@@ -84,23 +100,107 @@ impl Pipeline {
     }
 
     /// Runs extract, then transform and load at once (see [`Pipeline::transform_and_load`]).
+    ///
+    /// A CSV source loaded into SQLite is read once fewer when it is long: extract reads only
+    /// its first records (`PREVIEW_RECORDS`) and infers the types from them; transform then
+    /// profiles every record as it sorts it, while load inserts. When the whole profile infers
+    /// the same columns, as it does for almost every file, the rows are accepted and commit.
+    /// When it does not, transform accepts nothing, load rolls back, and transform and load
+    /// run again with the types of the whole source: the table, the rejects and the summary
+    /// are those a full extract first would have given. (SQLite only: there the load is the
+    /// slower side and reading the source twice was on its path; PostgreSQL takes the rows
+    /// faster than transform writes them.)
     pub async fn run_all(&self, obs: &dyn PipelineObserver) -> Result<Summary, EtlError> {
-        let extracted = self.extract(obs).await?;
+        let preview = (self.format == Format::Csv
+            && matches!(self.target, ResolvedTarget::Sqlite { .. }))
+        .then_some(self.preview_records);
+        let extracted = self.extract_limited(obs, preview).await?;
+        if extracted.complete {
+            let (transform, load) = self.transform_and_load(extracted, obs, obs)?;
+            let (sorted, loaded) = tokio::join!(transform, load);
+            sorted?;
+            return Ok(loaded?.into_summary());
+        }
+        let previewed = extracted.records;
+        let extracted = match self.sort_and_load_previewed(extracted, obs).await? {
+            Ok(summary) => return Ok(summary),
+            Err(extracted) => extracted,
+        };
+        obs.log(
+            Step::Transform,
+            LogLevel::Info,
+            &format!(
+                "the types of the first {previewed} records do not hold for all {}; \
+                 transforming again with the types of the whole source",
+                extracted.records
+            ),
+        );
         let (transform, load) = self.transform_and_load(extracted, obs, obs)?;
         let (sorted, loaded) = tokio::join!(transform, load);
         sorted?;
         Ok(loaded?.into_summary())
     }
 
+    /// Transform and load over types inferred from the first records only (see
+    /// [`Pipeline::run_all`]); `Ok(Err(extracted))` when the whole source, profiled in
+    /// `extracted`, infers other types.
+    async fn sort_and_load_previewed(
+        &self,
+        extracted: Extracted,
+        obs: &dyn PipelineObserver,
+    ) -> Result<Result<Summary, Extracted>, EtlError> {
+        let (plan, staging, writer) = self.plan_transform(&extracted)?;
+        // The number of rows is not known yet: load's progress has no total.
+        let load_plan = self.load_plan(&plan.columns, &plan.keys, 0);
+        let started = extracted.started;
+        let config = self.config.clone();
+        let (sorted_tx, sorted_rx) = tokio::sync::oneshot::channel();
+        let transform = async move {
+            let result = run_blocking(Step::Transform, None, obs, move |reporter| {
+                transform::sort_pass(extracted, &plan, writer, &reporter, Some(&config))
+            })
+            .await;
+            obs.finished(Step::Transform);
+            match result {
+                Ok(Sorted::Accepted(report)) => {
+                    let _ = sorted_tx.send(report);
+                    Ok(None)
+                }
+                Ok(Sorted::TypesChanged(extracted)) => Ok(Some(extracted)),
+                Err(error) => Err(error),
+            }
+        };
+        let load = self.load_following(&load_plan, &staging, obs, sorted_rx, started);
+        let (sorted, loaded) = tokio::join!(transform, load);
+        match sorted? {
+            // Load failed only because transform accepted nothing.
+            Some(extracted) => Ok(Err(extracted)),
+            None => Ok(Ok(loaded?.into_summary())),
+        }
+    }
+
     /// Extract: opens (or downloads) the source, reads the header, counts and profiles the
     /// records.
     pub async fn extract(&self, obs: &dyn PipelineObserver) -> Result<Extracted, EtlError> {
-        let result = self.extract_inner(obs).await;
+        self.extract_limited(obs, None).await
+    }
+
+    /// Extract, reading at most `limit` records.
+    async fn extract_limited(
+        &self,
+        obs: &dyn PipelineObserver,
+        limit: Option<u64>,
+    ) -> Result<Extracted, EtlError> {
+        let result = self.extract_inner(obs, limit).await;
         obs.finished(Step::Extract);
         result
     }
 
-    async fn extract_inner(&self, obs: &dyn PipelineObserver) -> Result<Extracted, EtlError> {
+    async fn extract_inner(
+        &self,
+        obs: &dyn PipelineObserver,
+        limit: Option<u64>,
+    ) -> Result<Extracted, EtlError> {
         let started = Instant::now();
         let label = self.location.label();
         obs.log(
@@ -111,7 +211,7 @@ impl Pipeline {
         let source = source::prepare(&self.location, obs).await?;
         let format = self.format;
         let (source, scan, label) = run_blocking(Step::Extract, None, obs, move |reporter| {
-            let scan = extract::scan(&source, format, &label, &reporter)?;
+            let scan = extract::scan(&source, format, &label, &reporter, limit)?;
             Ok((source, scan, label))
         })
         .await?;
@@ -124,6 +224,7 @@ impl Pipeline {
             records: scan.records,
             profile: scan.profile,
             started,
+            complete: scan.complete,
         })
     }
 
@@ -215,22 +316,35 @@ impl Pipeline {
             result
         };
         let load = async move {
-            let sorted = async {
-                sorted_rx
-                    .await
-                    .map_err(|_| EtlError::Cancelled { step: Step::Load })
-            };
-            let result = self
-                .load_inner(&load_plan, &staging, load_obs, sorted, started)
-                .await;
-            let result = match result {
-                Err(_) if staging.stopped() => Err(EtlError::Cancelled { step: Step::Load }),
-                other => other,
-            };
-            load_obs.finished(Step::Load);
-            result
+            self.load_following(&load_plan, &staging, load_obs, sorted_rx, started)
+                .await
         };
         Ok((transform, load))
+    }
+
+    /// The load of [`Pipeline::transform_and_load`]: reads the staging file as transform writes
+    /// it; `sorted` brings transform's counts when it accepts the rows. Cancelled when
+    /// transform stops without accepting them.
+    async fn load_following(
+        &self,
+        plan: &LoadPlan,
+        staging: &Staging,
+        obs: &dyn PipelineObserver,
+        sorted: tokio::sync::oneshot::Receiver<TransformReport>,
+        started: Instant,
+    ) -> Result<Loaded, EtlError> {
+        let sorted = async {
+            sorted
+                .await
+                .map_err(|_| EtlError::Cancelled { step: Step::Load })
+        };
+        let result = self.load_inner(plan, staging, obs, sorted, started).await;
+        let result = match result {
+            Err(_) if staging.stopped() => Err(EtlError::Cancelled { step: Step::Load }),
+            other => other,
+        };
+        obs.finished(Step::Load);
+        result
     }
 
     /// Names the columns, decides their types, and creates the staging file.
@@ -245,7 +359,11 @@ impl Pipeline {
             rejects: self.config.rejects_path(),
             max_rejected: self.config.max_rejected,
         };
-        let (staging, writer) = Staging::create().map_err(TransformError::WriteStaging)?;
+        let layout = match self.target {
+            ResolvedTarget::Sqlite { .. } => Layout::Sqlite,
+            ResolvedTarget::Postgres { .. } => Layout::Postgres,
+        };
+        let (staging, writer) = Staging::create(layout).map_err(TransformError::WriteStaging)?;
         Ok((plan, staging, writer))
     }
 
@@ -306,7 +424,8 @@ impl Pipeline {
         match &self.target {
             ResolvedTarget::Sqlite { path } => {
                 let (path, plan, input) = (path.clone(), plan.clone(), staging.follow());
-                run_blocking(Step::Load, Some(plan.rows), obs, move |reporter| {
+                let total = (plan.rows > 0).then_some(plan.rows);
+                run_blocking(Step::Load, total, obs, move |reporter| {
                     load::sqlite::load(&path, &plan, input, &reporter)
                 })
                 .await

@@ -4,7 +4,9 @@
 //! Each row's first field is the source line (int8); then one field per column: int8, float8,
 //! bool, date (days since 2000-01-01), timestamp (microseconds since 2000-01-01 00:00) or text
 //! (UTF-8), or NULL. PostgreSQL takes the file as it is (`COPY ... FROM STDIN (FORMAT binary)`);
-//! SQLite reads it back with [`StagingReader`]. Rows are written and read one at a time.
+//! SQLite reads it back with [`StagingReader`]. For SQLite, dates and timestamps are written as
+//! the text SQLite stores ([`Layout::Sqlite`]): transform formats them on its core, and load,
+//! the slower of the two, binds them as they are. Rows are written and read one at a time.
 //! The file has no name ([`Staging`]): the kernel reclaims it however the process ends.
 //!
 //! Load can read the file while transform still writes it ([`Staging::follow`]): the writer
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 
-use super::value::{ColumnType, Value};
+use super::value::{write_date, write_timestamp, ColumnType, Value};
 
 /// The fixed start of a binary COPY stream: signature, flags, header extension length.
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -48,6 +50,24 @@ const LINE_PREFIX: usize = 2 + 4 + 8;
 /// PostgreSQL's epoch for dates and timestamps.
 fn pg_epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(2000, 1, 1).expect("2000-01-01 is a date")
+}
+
+/// How the staging file holds dates and timestamps: as PostgreSQL's binary values, or as the
+/// text SQLite stores (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.ffffff]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Postgres,
+    Sqlite,
+}
+
+impl Layout {
+    /// The type a column's fields are read back as.
+    pub(crate) fn stored(self, ty: ColumnType) -> ColumnType {
+        match (self, ty) {
+            (Layout::Sqlite, ColumnType::Date | ColumnType::Timestamp) => ColumnType::Text,
+            _ => ty,
+        }
+    }
 }
 
 /// The staging file: anonymous (unlinked at once), so an interrupted run leaves nothing
@@ -83,13 +103,13 @@ impl Shared {
 
 impl Staging {
     /// Creates the file in the temp directory, and the writer that fills it.
-    pub(crate) fn create() -> io::Result<(Self, StagingWriter)> {
+    pub(crate) fn create(layout: Layout) -> io::Result<(Self, StagingWriter)> {
         let file = tempfile::tempfile_in(std::env::temp_dir())?;
         let staging = Staging {
             file: Arc::new(file.try_clone()?),
             shared: Arc::default(),
         };
-        let writer = StagingWriter::new(file, staging.shared.clone())?;
+        let writer = StagingWriter::new(file, staging.shared.clone(), layout)?;
         Ok((staging, writer))
     }
 
@@ -156,7 +176,10 @@ impl Read for Follower {
 /// Writes rows of the staging file and publishes them to its followers.
 pub(crate) struct StagingWriter {
     out: BufWriter<File>,
+    layout: Layout,
     row: Vec<u8>,
+    /// Where a date or timestamp is formatted as text.
+    scratch: Vec<u8>,
     /// Bytes written, including the buffered ones.
     bytes: u64,
     shared: Arc<Shared>,
@@ -166,14 +189,16 @@ pub(crate) struct StagingWriter {
 
 impl StagingWriter {
     /// Starts the stream in `file`.
-    fn new(file: File, shared: Arc<Shared>) -> io::Result<Self> {
+    fn new(file: File, shared: Arc<Shared>, layout: Layout) -> io::Result<Self> {
         let mut out = BufWriter::with_capacity(BUFFER, file);
         out.write_all(SIGNATURE)?;
         out.write_all(&0i32.to_be_bytes())?;
         out.write_all(&0i32.to_be_bytes())?;
         Ok(StagingWriter {
             out,
+            layout,
             row: Vec::with_capacity(1024),
+            scratch: Vec::with_capacity(32),
             bytes: SIGNATURE.len() as u64 + 8,
             shared,
             accepted: false,
@@ -199,6 +224,12 @@ impl StagingWriter {
             Value::Boolean(b) => self.field(&[u8::from(b)]),
             Value::Integer(i) => self.field(&i.to_be_bytes()),
             Value::Real(r) => self.field(&r.to_bits().to_be_bytes()),
+            Value::Date(d) if self.layout == Layout::Sqlite => {
+                self.text_field(|text| write_date(text, d));
+            }
+            Value::Timestamp(ts) if self.layout == Layout::Sqlite => {
+                self.text_field(|text| write_timestamp(text, ts));
+            }
             Value::Date(d) => {
                 let days = (d - pg_epoch()).num_days() as i32;
                 self.field(&days.to_be_bytes());
@@ -211,6 +242,15 @@ impl StagingWriter {
             }
             Value::Text(t) => self.field(t),
         }
+    }
+
+    /// Adds a field of the text `format` writes.
+    fn text_field(&mut self, format: impl FnOnce(&mut Vec<u8>)) {
+        let mut text = std::mem::take(&mut self.scratch);
+        text.clear();
+        format(&mut text);
+        self.field(&text);
+        self.scratch = text;
     }
 
     fn field(&mut self, bytes: &[u8]) {
@@ -459,7 +499,7 @@ mod tests {
 
     #[test]
     fn rows_round_trip() {
-        let (staging, mut w) = Staging::create().unwrap();
+        let (staging, mut w) = Staging::create(Layout::Postgres).unwrap();
         assert_eq!(stream_header().len(), 19);
         let date = NaiveDate::from_ymd_opt(1990, 1, 8).unwrap();
         let ts = date.and_hms_micro_opt(1, 2, 3, 4).unwrap();
@@ -497,6 +537,32 @@ mod tests {
         assert_eq!(r.advance().unwrap(), None);
     }
 
+    #[test]
+    fn the_sqlite_layout_stages_dates_and_timestamps_as_the_text_sqlite_stores() {
+        let (staging, mut w) = Staging::create(Layout::Sqlite).unwrap();
+        let date = NaiveDate::from_ymd_opt(1990, 1, 8).unwrap();
+        let ts = date.and_hms_micro_opt(1, 2, 3, 4).unwrap();
+        w.begin(7, 3);
+        w.value(Value::Date(date));
+        w.value(Value::Timestamp(ts));
+        w.value(Value::Integer(3));
+        w.commit().unwrap();
+        w.accept().unwrap();
+
+        let types = [ColumnType::Date, ColumnType::Timestamp, ColumnType::Integer]
+            .map(|ty| Layout::Sqlite.stored(ty));
+        assert_eq!(types[..2], [ColumnType::Text, ColumnType::Text]);
+        let mut r = StagingReader::open(staging.follow(), types.to_vec()).unwrap();
+        assert_eq!(r.advance().unwrap(), Some(7));
+        let fields: Vec<Field> = (0..3).map(|i| r.field(i)).collect();
+        let expected = [
+            Field::Text(b"1990-01-08"),
+            Field::Text(b"1990-01-08 01:02:03.000004"),
+            Field::Integer(3),
+        ];
+        assert_eq!(fields, expected);
+    }
+
     fn write_rows(w: &mut StagingWriter, from: u64, to: u64) {
         for line in from..to {
             w.begin(line, 1);
@@ -525,7 +591,7 @@ mod tests {
 
     #[test]
     fn a_follower_reads_rows_while_they_are_written_and_ends_when_accepted() {
-        let (staging, mut w) = Staging::create().unwrap();
+        let (staging, mut w) = Staging::create(Layout::Postgres).unwrap();
         let reader = std::thread::spawn({
             let input = staging.follow();
             move || read_all(input)
@@ -544,7 +610,7 @@ mod tests {
 
     #[test]
     fn a_writer_dropped_before_accepting_fails_its_followers() {
-        let (staging, mut w) = Staging::create().unwrap();
+        let (staging, mut w) = Staging::create(Layout::Postgres).unwrap();
         let reader = std::thread::spawn({
             let input = staging.follow();
             move || read_all(input)

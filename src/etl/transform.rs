@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use super::config::{Format, PipelineConfig};
 use super::error::EtlError;
-use super::extract::Extracted;
+use super::extract::{self, Extracted};
 use super::ident;
+use super::infer::Profile;
 use super::observer::{LogLevel, Reporter};
 use super::records::{Record, RecordReader};
 use super::rejects::{RejectsWriter, WriteRejectsError};
@@ -192,9 +193,34 @@ pub struct TransformReport {
 pub(crate) fn sort_records(
     extracted: Extracted,
     plan: &Plan,
-    mut out: StagingWriter,
+    out: StagingWriter,
     reporter: &Reporter,
 ) -> Result<TransformReport, EtlError> {
+    match sort_pass(extracted, plan, out, reporter, None)? {
+        Sorted::Accepted(report) => Ok(report),
+        Sorted::TypesChanged(_) => unreachable!("a pass without a preview keeps its types"),
+    }
+}
+
+/// How a pass over types inferred from a preview ended.
+pub(crate) enum Sorted {
+    /// The types held for every record: the rows are staged and accepted.
+    Accepted(TransformReport),
+    /// The whole source infers other types than its first records did: nothing is accepted
+    /// (load rolls back), and the source, now profiled whole, must be sorted again.
+    TypesChanged(Extracted),
+}
+
+/// [`sort_records`], and with `preview` (the configuration) for a plan whose types were
+/// inferred from the first records only: the pass then also profiles every record as extract
+/// does, and accepts the rows only if the whole profile infers the same columns.
+pub(crate) fn sort_pass(
+    mut extracted: Extracted,
+    plan: &Plan,
+    mut out: StagingWriter,
+    reporter: &Reporter,
+    preview: Option<&PipelineConfig>,
+) -> Result<Sorted, EtlError> {
     let input = extracted.source.open()?;
     let mut reader = match extracted.format {
         Format::Csv => RecordReader::csv(input)?.0,
@@ -203,12 +229,17 @@ pub(crate) fn sort_records(
     let mut rejects = RejectsWriter::create(&plan.rejects).map_err(TransformError::from)?;
     let mut is_key = vec![false; plan.columns.len()];
     plan.keys.iter().for_each(|&k| is_key[k] = true);
+    let width = (extracted.format == Format::Csv).then_some(extracted.headers.len());
+    let mut profile = Profile::new(extracted.headers.len());
 
     let mut rec = Record::default();
     let mut read = 0u64;
     let mut tally = RejectTally::default();
     while reader.next(&mut rec)? {
         read += 1;
+        if preview.is_some() {
+            extract::tally(&mut profile, &rec, width);
+        }
         match stage_row(&rec, &plan.columns, &is_key, &mut out) {
             Ok(()) => out.commit().map_err(TransformError::WriteStaging)?,
             Err(reject) => {
@@ -222,16 +253,41 @@ pub(crate) fn sort_records(
         reporter.tick(read)?;
     }
     reporter.progress(read);
+    let mut plan = std::borrow::Cow::Borrowed(plan);
+    if let Some(config) = preview {
+        profile.widen(extracted.headers.len());
+        extracted.records = read;
+        extracted.profile = profile;
+        let (columns, _) = plan_columns(config, &extracted)?;
+        let same = |a: &Column, b: &Column| (&a.name, a.ty) == (&b.name, b.ty);
+        let held = columns.len() == plan.columns.len()
+            && columns.iter().zip(&plan.columns).all(|(a, b)| same(a, b));
+        if !held {
+            // Dropping the writer fails load's reader, and dropping the rejects writer removes
+            // its temp file.
+            return Ok(Sorted::TypesChanged(extracted));
+        }
+        // The counts of the whole source, for the report.
+        plan.to_mut().columns = columns;
+        reporter.log(
+            LogLevel::Info,
+            format!(
+                "{}: {read} records, {} columns",
+                extracted.label,
+                extracted.headers.len()
+            ),
+        );
+    }
     out.finish().map_err(TransformError::WriteStaging)?;
     let rejected = rejects.count();
     let rejects_path = rejects.finish().map_err(TransformError::from)?;
-    report_outcome(reporter, plan, read, (rejected, &tally), &rejects_path)?;
+    report_outcome(reporter, &plan, read, (rejected, &tally), &rejects_path)?;
     out.accept().map_err(TransformError::WriteStaging)?;
-    Ok(TransformReport {
+    Ok(Sorted::Accepted(TransformReport {
         rows_read: read,
         rows_rejected: rejected,
         rejects: rejects_path,
-    })
+    }))
 }
 
 /// Logs the column types and the rejects; fails over the threshold.
