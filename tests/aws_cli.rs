@@ -1,6 +1,6 @@
 //! The `aws` source through the credchain binary: a config file naming a JSON secret on moto,
 //! `credchain get` printing the key, and a wrong secret key ending in exit 5 with a message
-//! that names the secret and no key.
+//! that names the secret and no key; a refused endpoint ends in exit 6 with a readable cause.
 #![cfg(feature = "aws")]
 
 mod aws_admin;
@@ -67,4 +67,28 @@ async fn wrong_secret_key_exits_5_naming_the_secret_not_the_key() {
         out.stderr
     );
     assert_no_secret(&out.all_output(), &[&key, &wrong, &admin.secret_key]);
+}
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_connections_exits_6_with_a_readable_cause() {
+    let admin = Admin::new();
+    let dir = config_dir("cli-refused");
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+
+    let out = cli(&admin, &dir, &admin.secret_key)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .args(["--config", "credchain.toml", "get", KEY])
+        .run();
+    assert_eq!(out.code, Some(6), "unavailable is exit 6: {}", out.stderr);
+    assert!(
+        out.stderr.contains("could not connect") && out.stderr.contains("Connection refused"),
+        "{}",
+        out.stderr
+    );
+    // The causes' own text, not the SDK's internal structures.
+    assert!(!out.stderr.contains("ConnectorError {"), "{}", out.stderr);
+    assert_no_secret(&out.all_output(), &[&admin.secret_key]);
 }

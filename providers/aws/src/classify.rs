@@ -5,9 +5,9 @@
 use std::error::Error as StdError;
 
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
-use credchain_core::SourceError;
+use credchain_core::{error_chain, SourceError};
 
 /// Codes meaning the caller is not allowed, or its credentials were refused.
 const DENIED_CODES: &[&str] = &[
@@ -75,7 +75,7 @@ pub fn call_error<T>(
         _ => Err(SourceError::invalid(format!(
             "could not build the request for secret `{}`: {}",
             call.secret_id,
-            DisplayErrorContext(&error)
+            error_chain(&error)
         ))),
     }
 }
@@ -94,7 +94,7 @@ fn find_credentials_error<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e
 
 /// No credentials anywhere is "not configured"; a provider that failed is another matter.
 pub fn credentials_error(error: &CredentialsError) -> SourceError {
-    let detail = DisplayErrorContext(error);
+    let detail = error_chain(error);
     match error {
         CredentialsError::CredentialsNotLoaded(_) => SourceError::not_configured(
             "no AWS credentials found (environment, profile, web identity, ECS, instance metadata)",
@@ -193,9 +193,7 @@ fn dispatch_error(
         call.secret_id, call.endpoint
     );
     match failure.as_connector_error() {
-        Some(cause) => {
-            SourceError::unavailable(format!("{message}: {}", DisplayErrorContext(cause)))
-        }
+        Some(cause) => SourceError::unavailable(format!("{message}: {}", error_chain(cause))),
         None => SourceError::unavailable(message),
     }
 }

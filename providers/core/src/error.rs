@@ -118,3 +118,21 @@ impl StdError for SourceError {
             .map(|e| e as &(dyn StdError + 'static))
     }
 }
+
+/// `outer: inner: innermost` for an error and its sources, on one line, skipping a cause whose
+/// text the message so far already ends with (wrappers often repeat their cause). Only the
+/// errors' `Display` text is used, never their `Debug` form, which for SDK errors dumps
+/// internal structures.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !inner_text.is_empty() && !text.ends_with(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
+}

@@ -14,7 +14,7 @@ mod source;
 pub mod value;
 
 pub use env::{Environment, MapEnv, ProcessEnv};
-pub use error::{ErrorKind, SourceError};
+pub use error::{error_chain, ErrorKind, SourceError};
 pub use secret::{redact_url, Secret, REDACTED};
 pub use settings::{
     SourceSettings, COMMON_SOURCE_FIELDS, DEFAULT_MAX_STALE, DEFAULT_REFRESH_INTERVAL,
