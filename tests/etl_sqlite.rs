@@ -701,6 +701,16 @@ async fn preview_against_full(
     extra: &str,
     preview: u64,
 ) -> (Vec<String>, String) {
+    preview_against_full_into(lines, extra, preview, "").await
+}
+
+/// [`preview_against_full`] into a database made by `setup` (SQL) before each run.
+async fn preview_against_full_into(
+    lines: &[String],
+    extra: &str,
+    preview: u64,
+    setup: &str,
+) -> (Vec<String>, String) {
     let mut outcomes = Vec::new();
     // One directory, so that error messages naming files compare equal.
     let dir = tempfile::tempdir().unwrap();
@@ -709,6 +719,10 @@ async fn preview_against_full(
     for records in [preview, u64::MAX] {
         for file in ["etl.db", "t.rejects.csv"] {
             let _ = std::fs::remove_file(dir.path().join(file));
+        }
+        if !setup.is_empty() {
+            let conn = Connection::open(dir.path().join("etl.db")).unwrap();
+            conn.execute_batch(setup).unwrap();
         }
         let obs = Recorder::default();
         let result = pipeline(config(&body))
@@ -778,4 +792,16 @@ async fn rejects_and_their_limit_are_the_same_with_a_preview() {
     assert_eq!(table.len(), 478);
     let (table, _) = preview_against_full(&lines, "max_rejected = 0.001", 64).await;
     assert!(table.is_empty(), "nothing loaded over the limit");
+}
+
+#[tokio::test]
+async fn a_column_empty_in_the_preview_is_checked_against_an_existing_table() {
+    // `n` has no value in the first 40 records, then text: the whole source does not fit the
+    // table's INTEGER column, whichever way the types were found.
+    let mut lines = vec!["id,n".to_string()];
+    lines.extend((1..=40).map(|i| format!("{i},")));
+    lines.extend((41..=60).map(|i| format!("{i},word{i}")));
+    let setup = "CREATE TABLE t (id INTEGER, n INTEGER)";
+    let (table, _) = preview_against_full_into(&lines, "", 10, setup).await;
+    assert!(table.is_empty(), "nothing loaded");
 }

@@ -259,7 +259,11 @@ pub(crate) fn sort_pass(
         extracted.records = read;
         extracted.profile = profile;
         let (columns, _) = plan_columns(config, &extracted)?;
-        let same = |a: &Column, b: &Column| (&a.name, a.ty) == (&b.name, b.ty);
+        // What load decided from: the name, the type, and whether the column has values at
+        // all (a column without any is not checked against an existing table's type).
+        let same = |a: &Column, b: &Column| {
+            (&a.name, a.ty, a.values == 0) == (&b.name, b.ty, b.values == 0)
+        };
         let held = columns.len() == plan.columns.len()
             && columns.iter().zip(&plan.columns).all(|(a, b)| same(a, b));
         if !held {

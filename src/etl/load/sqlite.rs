@@ -135,9 +135,28 @@ impl ChangeCount {
             return Ok(());
         }
         let (keys, values) = key_and_value_names(plan);
+        // Each slot is declared with its column's type in the table: the triggers look a key
+        // up by `k0 = OLD.id`, and SQLite uses the primary key's index only when both sides
+        // have the same affinity. Untyped slots made every lookup a scan of the whole temp
+        // table, and an upsert quadratic in the rows it touched.
+        let declared = declared_types(tx, &plan.table)?;
+        let typed = |prefix: &str, columns: Vec<usize>| {
+            (columns.iter().enumerate())
+                .map(|(slot, &c)| {
+                    let name = plan.columns[c].name.to_lowercase();
+                    let ty = declared.get(&name).map_or("", |d| affinity_name(d));
+                    format!("{prefix}{slot} {ty}")
+                })
+                .collect::<Vec<_>>()
+        };
+        let value_indexes = (0..plan.columns.len()).filter(|i| !plan.keys.contains(i));
+        let (k_typed, v_typed) = (
+            typed("k", plan.keys.clone()),
+            typed("v", value_indexes.collect()),
+        );
         let slots =
             |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
-        let (k, v) = (slots("k", keys.len()), slots("v", values.len()));
+        let k = slots("k", keys.len());
         let of = |row: &str, names: &[String]| {
             names
                 .iter()
@@ -156,7 +175,7 @@ impl ChangeCount {
         };
         let table = plan.quoted_table();
         tx.execute_batch(&format!(
-            "CREATE TEMP TABLE {BEFORE_TABLE} ({k}, existed, {v}, PRIMARY KEY ({k}));
+            "CREATE TEMP TABLE {BEFORE_TABLE} ({k_typed}, existed, {v_typed}, PRIMARY KEY ({k}));
              CREATE TEMP TRIGGER {BEFORE_TABLE}_update BEFORE UPDATE ON {table}
              WHEN NOT EXISTS (SELECT 1 FROM {BEFORE_TABLE} WHERE {old_seen}) BEGIN
                INSERT INTO {BEFORE_TABLE} VALUES ({old_keys}, 1, {old_values}); END;
@@ -164,7 +183,8 @@ impl ChangeCount {
              WHEN NOT EXISTS (SELECT 1 FROM {BEFORE_TABLE} WHERE {new_seen}) BEGIN
                INSERT INTO {BEFORE_TABLE} ({k}, existed) VALUES ({new_keys}, 0); END;",
             k = k.join(", "),
-            v = v.join(", "),
+            k_typed = k_typed.join(", "),
+            v_typed = v_typed.join(", "),
             old_keys = of("OLD", &keys),
             old_values = of("OLD", &values),
             new_keys = of("NEW", &keys),
@@ -206,6 +226,39 @@ impl ChangeCount {
                 Ok(changed as u64)
             }
         }
+    }
+}
+
+/// The declared type of each column of `table`, by lower-case name ("" when untyped).
+fn declared_types(
+    tx: &Transaction<'_>,
+    table: &str,
+) -> rusqlite::Result<std::collections::HashMap<String, String>> {
+    let (schema, name) = table.split_once('.').unwrap_or(("main", table));
+    let mut stmt = tx.prepare("SELECT name, type FROM pragma_table_info(?1, ?2)")?;
+    let rows = stmt.query_map([name, schema], |row| {
+        Ok((row.get::<_, String>(0)?.to_lowercase(), row.get(1)?))
+    })?;
+    rows.collect()
+}
+
+/// A type name with the affinity SQLite gives `declared` (its rules, in order: INT, then
+/// CHAR/CLOB/TEXT, then BLOB or none, then REAL/FLOA/DOUB, else NUMERIC). `INT`, not
+/// `INTEGER`: a primary key declared `INTEGER` would become the rowid and refuse the text
+/// values an integer column may hold.
+fn affinity_name(declared: &str) -> &'static str {
+    let upper = declared.to_ascii_uppercase();
+    let has = |s: &str| upper.contains(s);
+    if has("INT") {
+        "INT"
+    } else if has("CHAR") || has("CLOB") || has("TEXT") {
+        "TEXT"
+    } else if has("BLOB") || upper.trim().is_empty() {
+        ""
+    } else if has("REAL") || has("FLOA") || has("DOUB") {
+        "REAL"
+    } else {
+        "NUMERIC"
     }
 }
 
@@ -558,6 +611,41 @@ mod tests {
         let err = insert_error(&plan, 7, code(rusqlite::ffi::SQLITE_CONSTRAINT));
         assert!(err.to_string().contains("line 7"), "{err}");
         assert_eq!(err.kind(), crate::etl::EtlErrorKind::Failed);
+    }
+
+    #[test]
+    fn the_change_count_looks_keys_up_by_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "ATTACH ':memory:' AS etl;
+             CREATE TABLE etl.t (id INTEGER, code VARCHAR(8), v REAL, PRIMARY KEY (id, code));",
+        )
+        .unwrap();
+        let columns = vec![
+            column("id", ColumnType::Integer, 1),
+            column("code", ColumnType::Text, 1),
+            column("v", ColumnType::Real, 1),
+        ];
+        let plan = plan(columns, vec![0, 1]);
+        let tx = conn.transaction().unwrap();
+        ChangeCount::Compared.prepare(&tx, &plan).unwrap();
+        // The lookup the triggers make, correlated with a row of the table.
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT (SELECT 1 FROM temp.{BEFORE_TABLE} \
+             WHERE k0 = t.id AND k1 = t.code) FROM etl.t AS t"
+        );
+        let mut stmt = tx.prepare(&sql).unwrap();
+        let steps: Vec<String> = stmt
+            .query_map([], |row| row.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let lookup = steps.iter().find(|s| s.contains(BEFORE_TABLE)).unwrap();
+        assert!(lookup.starts_with("SEARCH"), "{steps:?}");
+        assert_eq!(affinity_name("VARCHAR(8)"), "TEXT");
+        assert_eq!(affinity_name("INTEGER"), "INT");
+        assert_eq!(affinity_name(""), "");
+        assert_eq!(affinity_name("DECIMAL(10,2)"), "NUMERIC");
     }
 
     #[test]
