@@ -526,6 +526,26 @@ async fn a_missing_source_names_the_file() {
     assert_eq!(err.kind(), EtlErrorKind::Config);
 }
 
+#[tokio::test]
+async fn a_pipe_or_a_directory_as_the_source_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Without a writer, opening the pipe would wait forever: the check must not open it.
+    for source in [fifo, dir.path().to_path_buf()] {
+        let config = config(&sqlite_body(dir.path(), &source, "t", "format = \"csv\""));
+        let target = credchain::etl::ResolvedTarget::resolve(&config, |_| None).unwrap();
+        let err = credchain::etl::Pipeline::new(config, target).unwrap_err();
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
+        assert_eq!(err.kind(), EtlErrorKind::Config);
+    }
+    assert!(!dir.path().join("etl.db").exists());
+}
+
 mod http {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

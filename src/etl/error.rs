@@ -75,6 +75,7 @@ impl EtlError {
             }
             EtlError::Read(
                 ReadError::OpenFile { .. }
+                | ReadError::NotAFile { .. }
                 | ReadError::FindBuiltin { .. }
                 | ReadError::FindColumns { .. },
             ) => EtlErrorKind::Config,

@@ -65,11 +65,16 @@ impl Pipeline {
         let location = SourceLocation::of(&config);
         // A local source that cannot be opened is a configuration error found before anything
         // else happens (before a flow run is created, before serve registers the deployment).
+        // A pipe is refused before it is opened: opening one waits for its writer.
         if let SourceLocation::Path(path) = &location {
-            std::fs::File::open(path).map_err(|source| super::source::ReadError::OpenFile {
+            let open_error = |source| super::source::ReadError::OpenFile {
                 path: path.clone(),
                 source,
-            })?;
+            };
+            if !std::fs::metadata(path).map_err(open_error)?.is_file() {
+                return Err(super::source::ReadError::NotAFile { path: path.clone() }.into());
+            }
+            std::fs::File::open(path).map_err(open_error)?;
         }
         Ok(Pipeline {
             gate: Arc::default(),

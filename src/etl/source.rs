@@ -118,6 +118,17 @@ pub enum ReadError {
         #[source]
         source: io::Error,
     },
+    /// The local source is a pipe, a device or a directory: the pipeline reads its source more
+    /// than once, which only a regular file allows.
+    #[error(
+        "source {} is not a regular file (a pipe, a device or a directory); the pipeline reads \
+         its source more than once: copy it to a file first",
+        path.display()
+    )]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// No embedded file has that name.
     #[error("no built-in source named `{name}` (built in: {})", sample::BUILTIN_NAMES.join(", "))]
     FindBuiltin {
