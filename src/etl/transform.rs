@@ -484,12 +484,19 @@ fn describe(failure: ParseFailure, column: &Column, field: &[u8]) -> String {
     }
 }
 
-/// `bytes` as text for a reason: valid UTF-8 as it is, other bytes as `\xNN`, so the reason
-/// names the bytes the source holds (no U+FFFD in their place).
+/// `bytes` as text for a reason: valid UTF-8 as it is, control characters (a NUL, a tab) and
+/// bytes that are not UTF-8 as `\xNN`, so the reason names the bytes the source holds (no
+/// U+FFFD in their place, no raw control byte in the rejects file).
 fn escaped_text(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
-        text.push_str(chunk.valid());
+        for c in chunk.valid().chars() {
+            if c.is_ascii_control() {
+                text.push_str(&format!("\\x{:02X}", c as u32));
+            } else {
+                text.push(c);
+            }
+        }
         for b in chunk.invalid() {
             text.push_str(&format!("\\x{b:02X}"));
         }
@@ -504,6 +511,7 @@ mod tests {
     #[test]
     fn a_reason_quotes_invalid_utf8_as_escapes() {
         assert_eq!(escaped_text(b"a\xff\xfe\xc3\xa9b"), "a\\xFF\\xFEéb");
+        assert_eq!(escaped_text(b"7\0\t"), "7\\x00\\x09");
     }
 
     fn column(name: &str, ty: ColumnType, declared: bool) -> Column {

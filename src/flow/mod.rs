@@ -87,7 +87,9 @@ impl FlowError {
                         .to_string()
                 }
                 EtlErrorKind::Failed => {
-                    "see the log lines above and the rejects file, if any".to_string()
+                    "run again with -v to see each step's log lines, and read the rejects file, \
+                     if any"
+                        .to_string()
                 }
             }),
         }

@@ -194,8 +194,38 @@ impl LoadError {
                     sqlite::BUSY_TIMEOUT.as_secs()
                 ))
             }
+            LoadError::RunSqlite { source, .. } | LoadError::OpenSqlite { source, .. } => {
+                sqlite_access_hint(source)
+            }
             _ => None,
         }
+    }
+}
+
+/// What to do when SQLite cannot write or create the database file: it needs the file and,
+/// for its journal, the directory the file is in.
+fn sqlite_access_hint(error: &rusqlite::Error) -> Option<String> {
+    let rusqlite::Error::SqliteFailure(failure, _) = error else {
+        return None;
+    };
+    match failure.code {
+        _ if failure.extended_code == rusqlite::ffi::SQLITE_READONLY_DIRECTORY => Some(
+            "the directory that holds the database file is not writable by this user; SQLite \
+             creates its journal beside the file: make the directory writable, or put the \
+             database elsewhere"
+                .into(),
+        ),
+        rusqlite::ErrorCode::ReadOnly => Some(
+            "the database file is read-only for this user: make it (and its directory, where \
+             SQLite creates its journal) writable, or load into another file"
+                .into(),
+        ),
+        rusqlite::ErrorCode::CannotOpen => Some(
+            "SQLite cannot open or create the database file: check that its directory exists \
+             and is writable by this user"
+                .into(),
+        ),
+        _ => None,
     }
 }
 
@@ -400,6 +430,27 @@ pub(crate) fn check_columns(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_sqlite_cannot_write_gets_a_hint_about_permissions() {
+        let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        let hint = |code| {
+            LoadError::RunSqlite {
+                action: "write rows",
+                table: "t".into(),
+                source: failure(code),
+            }
+            .hint()
+            .unwrap_or_default()
+        };
+        assert!(hint(rusqlite::ffi::SQLITE_READONLY_DIRECTORY).contains("directory"));
+        assert!(hint(rusqlite::ffi::SQLITE_READONLY).contains("read-only"));
+        let open = LoadError::OpenSqlite {
+            path: "/x/etl.db".into(),
+            source: failure(rusqlite::ffi::SQLITE_CANTOPEN),
+        };
+        assert!(open.hint().unwrap().contains("writable"));
+    }
 
     #[test]
     fn a_locked_sqlite_database_gets_a_hint_about_the_lock() {
