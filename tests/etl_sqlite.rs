@@ -397,6 +397,40 @@ async fn an_existing_table_that_does_not_match_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn boolean_date_and_timestamp_column_names_are_taken_at_their_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE named (flag BOOLEAN, day DATE, at DATETIME)")
+        .unwrap();
+    let load = |lines: &[&str]| {
+        let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        let source = write_file(dir.path(), "named.csv", &lines);
+        let body = sqlite_body(dir.path(), &source, "named", "");
+        async move { pipeline(config(&body)).run_all(&Recorder::default()).await }
+    };
+    // What the names say fits: booleans, dates, and dates into a DATETIME column.
+    let fine = load(&["flag,day,at", "true,2020-01-01,2020-01-02"]).await;
+    assert!(fine.is_ok(), "{fine:?}");
+    // Integers into BOOLEAN and timestamps into DATE do not, although SQLite would store them.
+    let err = load(&[
+        "flag,day,at",
+        "99999,2020-01-01 10:00:00,2020-01-02 10:00:00",
+    ])
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("column flag is BOOLEAN in the table but the source has integer values")
+            && text.contains("column day is DATE in the table but the source has timestamp"),
+        "{text}"
+    );
+    assert!(!text.contains("column at"), "{text}");
+    assert_eq!(count(&db, "named"), 1, "the table is as before");
+}
+
+#[tokio::test]
 async fn upsert_without_a_unique_key_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("etl.db");

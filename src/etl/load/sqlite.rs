@@ -292,6 +292,7 @@ fn prepare_table(
         return Ok(true);
     }
     check_columns(plan, &existing, stored_type, true)?;
+    check_type_names(plan, &existing)?;
     if plan.replace {
         let deleted = tx
             .execute(&plan.delete_sql(), [])
@@ -302,6 +303,46 @@ fn prepare_table(
         );
     }
     Ok(false)
+}
+
+/// SQLite stores dates, timestamps and booleans as text and integers, so their declared
+/// names are all that says what a column holds; they are taken at their word. A BOOLEAN column
+/// takes only booleans, a DATE column only dates, a DATETIME or TIMESTAMP column dates and
+/// timestamps (`check_columns` has already compared the storage types).
+fn check_type_names(plan: &LoadPlan, existing: &[ExistingColumn]) -> Result<(), LoadError> {
+    use ColumnType::{Boolean, Date, Timestamp};
+    let mut problems = Vec::new();
+    for column in plan.columns.iter().filter(|c| c.values > 0) {
+        let Some(theirs) = existing
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(&column.name))
+        else {
+            continue;
+        };
+        let declared = theirs.declared.to_ascii_uppercase();
+        let allowed: &[ColumnType] = if declared.contains("BOOL") {
+            &[Boolean]
+        } else if declared.contains("DATETIME") || declared.contains("TIMESTAMP") {
+            &[Date, Timestamp]
+        } else if declared.contains("DATE") {
+            &[Date]
+        } else {
+            continue;
+        };
+        if !allowed.contains(&column.ty) {
+            problems.push(format!(
+                "column {} is {} in the table but the source has {} values",
+                column.name, theirs.declared, column.ty
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(LoadError::MatchColumns {
+        table: plan.table.clone(),
+        problems,
+    })
 }
 
 fn existing_columns(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<Vec<ExistingColumn>> {
