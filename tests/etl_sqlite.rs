@@ -634,6 +634,23 @@ mod http {
         assert!(!shown.contains("FAKEpw"), "{shown}");
     }
 
+    #[tokio::test]
+    async fn an_https_url_to_a_plain_http_port_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = serve("200 OK", b"a\n1\n".to_vec(), 1).await;
+        let url = base.replace("http://", "https://") + "/x.csv";
+        let text = sqlite_body(dir.path(), Path::new(&url), "web", "");
+        let err = pipeline(config(&text))
+            .extract(&Recorder::default())
+            .await
+            .unwrap_err();
+        let hint = err.hint().unwrap_or_default();
+        assert!(
+            hint.contains("use http:// in the source URL"),
+            "{err}: {hint}"
+        );
+    }
+
     /// A presigned-style URL: its query values are credentials and appear nowhere.
     #[tokio::test]
     async fn a_query_token_is_in_no_log_line_summary_or_error() {

@@ -87,7 +87,17 @@ impl EtlError {
     /// What to do about this error when it is more specific than its kind's advice: the
     /// database or schema to create, the URL to fix.
     pub fn hint(&self) -> Option<String> {
+        use crate::prefect::transport::{find_tls_problem, PLAIN_HTTP};
         match self {
+            EtlError::Read(ReadError::Download { source, .. })
+                if find_tls_problem(source).as_deref() == Some(PLAIN_HTTP) =>
+            {
+                Some(
+                    "this port serves plain HTTP, not TLS: use http:// in the source URL, or \
+                     the port where the server speaks https"
+                        .into(),
+                )
+            }
             EtlError::Read(ReadError::DownloadStatus { status, .. })
                 if (400..500).contains(status) =>
             {

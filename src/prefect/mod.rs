@@ -22,7 +22,7 @@ mod detail;
 mod error;
 mod retry;
 mod tls;
-mod transport;
+pub(crate) mod transport;
 mod url;
 
 #[cfg(test)]

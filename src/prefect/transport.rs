@@ -239,7 +239,7 @@ fn find_io_kind(error: &reqwest::Error) -> Option<std::io::ErrorKind> {
 /// The TLS problem of a server that answered a handshake in plain HTTP.
 pub(crate) const PLAIN_HTTP: &str = "the server answered in plain HTTP, not TLS";
 
-fn find_tls_problem(error: &reqwest::Error) -> Option<String> {
+pub(crate) fn find_tls_problem(error: &reqwest::Error) -> Option<String> {
     causes(error).iter().find_map(|e| {
         let tls = e.downcast_ref::<rustls::Error>()?;
         Some(match tls {
