@@ -108,3 +108,14 @@ fn doctor_warns_once_about_key_and_auth_string_together() {
     assert!(stdout.contains("(2 keys)"), "{stdout}");
     support::assert_no_secret(&out.all_output(), &["pnu_FAKE_DOCTOR_KEY", "FAKEpass"]);
 }
+
+#[test]
+fn doctor_reports_a_duplicate_dotenv_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = "PREFECT_API_KEY=pnu_FAKE_DUP_A\nPREFECT_API_KEY=pnu_FAKE_DUP_B\n";
+    std::fs::write(dir.path().join(".env"), env).unwrap();
+    let out = Cli::new().args(["doctor"]).cwd(dir.path()).run();
+    let all = out.all_output();
+    assert_eq!(all.matches("again on line 2").count(), 1, "{all}");
+    support::assert_no_secret(&all, &["pnu_FAKE_DUP_A", "pnu_FAKE_DUP_B"]);
+}

@@ -82,6 +82,12 @@ impl DotenvSource {
 
     /// The parsed file, from the cache when its stamp has not changed.
     async fn load(&self) -> Result<Arc<Parsed>, SourceError> {
+        self.load_logging(true).await
+    }
+
+    /// [`Self::load`]; with `log_duplicates` false, a fresh parse does not log its duplicate
+    /// keys (`diagnose` reports them itself, so doctor would show each twice).
+    async fn load_logging(&self, log_duplicates: bool) -> Result<Arc<Parsed>, SourceError> {
         // The stamp is taken before the read: if the file changes in between, the next stamp
         // differs from the cached one and the file is read again.
         let stamp = file_stamp(&self.path);
@@ -98,7 +104,7 @@ impl DotenvSource {
                 .with_hint("fix that line; see docs/sources.md for the `.env` syntax")
         })?;
         self.parses.fetch_add(1, Ordering::Relaxed);
-        for dup in &parsed.duplicates {
+        for dup in parsed.duplicates.iter().filter(|_| log_duplicates) {
             let warning = dup.warning(&self.shown);
             tracing::warn!(source = %self.settings.name, key = %dup.key, "{warning}");
         }
@@ -189,7 +195,7 @@ impl CredentialSource for DotenvSource {
     }
 
     async fn diagnose(&self) -> Result<Diagnosis, SourceError> {
-        let parsed = self.load().await?;
+        let parsed = self.load_logging(false).await?;
         let mut diagnosis = Diagnosis::default();
         let count = parsed.entries.len();
         let noun = if count == 1 { "key" } else { "keys" };
