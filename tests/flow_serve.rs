@@ -209,3 +209,34 @@ fn serve_refuses_both_cron_and_interval_before_any_request() {
     assert_eq!(out.code, Some(2), "stderr: {}", out.stderr);
     assert!(out.stderr.contains("cron"), "{}", out.stderr);
 }
+
+/// A stop while serve waits out a rejected key (the backoff of `rejection_backoff_total`, set
+/// far longer than the test's wait) ends it at once, both while registering and while polling.
+#[test]
+fn sigterm_while_a_rejected_key_is_waited_out_stops_serve_at_once() {
+    let server = PrefectServer::start(&[]);
+    let good = "pnu_FAKE_STOPWAIT_GOOD_01";
+    let wrong = "pnu_FAKE_STOPWAIT_WRONG_02";
+    let gateway = Gateway::start(&server.url(), &[(good, Role::Rw)]);
+    let sources = "[[sources]]\ntype = \"file\"\ndir = \"secrets\"\n\n\
+                   [prefect]\nrejection_backoff_total = \"600s\"";
+    let dir = runner_dir(10, sources);
+    let secrets = dir.path().join("secrets");
+    fs::create_dir(&secrets).unwrap();
+    let vars = [("PREFECT_API_URL".to_string(), gateway.url())];
+
+    // While registering: the key is wrong from the start.
+    write_atomically(&secrets.join("PREFECT_API_KEY"), wrong);
+    let mut runner = Serve::start(dir.path(), &vars);
+    std::thread::sleep(Duration::from_secs(3));
+    runner.stop_cleanly(&[good, wrong]);
+
+    // While polling: the key turns wrong after the deployment is registered.
+    write_atomically(&secrets.join("PREFECT_API_KEY"), good);
+    let mut runner = Serve::start(dir.path(), &vars);
+    prefect_api::wait_for_deployment(&server.url(), Duration::from_secs(60));
+    write_atomically(&secrets.join("PREFECT_API_KEY"), wrong);
+    std::thread::sleep(Duration::from_secs(4));
+    runner.stop_cleanly(&[good, wrong]);
+    assert_no_secret(&runner.output(), &[good, wrong]);
+}

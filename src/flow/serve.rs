@@ -68,7 +68,12 @@ pub async fn serve(
     pipeline: PipelineFactory,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Served, FlowError> {
-    let mut deployment = register(&client, &options.config).await?;
+    // A stop while the deployment is being registered (say, a rejected key being waited out)
+    // ends serve at once: nothing has been taken yet.
+    let mut deployment = tokio::select! {
+        registered = register(&client, &options.config) => registered?,
+        () = stopped(&mut stop) => return Ok(Served::default()),
+    };
     let mut checked = tokio::time::Instant::now();
     info!(deployment = %deployment, "serving {FLOW_NAME}/{DEPLOYMENT_NAME}");
     eprintln!(
@@ -81,11 +86,16 @@ pub async fn serve(
     loop {
         if checked.elapsed() >= DEPLOYMENT_CHECK {
             checked = tokio::time::Instant::now();
-            if let Err(error) = ensure_deployment(&client, &options.config, &mut deployment).await {
+            let check = ensure_deployment(&client, &options.config, &mut deployment);
+            let checked = tokio::select! {
+                checked = check => checked,
+                () = stopped(&mut stop) => break,
+            };
+            if let Err(error) = checked {
                 warn!(error = %error_chain(&error), "cannot check the deployment; trying again");
             }
         }
-        if let Err(error) = poll_once(
+        let polled = poll_once(
             &client,
             &deployment,
             &slots,
@@ -93,18 +103,16 @@ pub async fn serve(
             &mut running,
             &pipeline,
             &tally,
+            &mut stop,
         )
-        .await
-        {
+        .await;
+        if let Err(error) = polled {
             warn!(error = %error_chain(&error), "polling for scheduled runs failed; trying again");
         }
         while running.try_join_next().is_some() {}
         tokio::select! {
             _ = tokio::time::sleep(jittered(options.config.poll_interval)) => {}
-            _ = stop.changed() => break,
-        }
-        if *stop.borrow() {
-            break;
+            () = stopped(&mut stop) => break,
         }
     }
     let cancelled = shut_down(&client, options.config.grace_period, running, &active).await;
@@ -114,6 +122,13 @@ pub async fn serve(
         failed,
         cancelled,
     })
+}
+
+/// Returns once serve is asked to stop (never, if the sender is gone without asking).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Creates or updates the deployment; returns its id.
@@ -179,9 +194,10 @@ async fn poll_once(
     running: &mut JoinSet<()>,
     pipeline: &PipelineFactory,
     tally: &Arc<Mutex<(u64, u64)>>,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<(), FlowError> {
     let free = slots.available_permits();
-    if free == 0 {
+    if free == 0 || *stop.borrow() {
         return Ok(());
     }
     let before = chrono::Utc::now() + chrono::Duration::from_std(PREFETCH).unwrap_or_default();
@@ -190,10 +206,17 @@ async fn poll_once(
         "scheduled_before": before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "limit": free.min(200),
     });
-    let runs: Vec<FlowRun> = client
-        .post_json("/deployments/get_scheduled_flow_runs", &body)
-        .await?;
+    // The read is given up when serve stops: it may be waiting out a rejected key. A claim is
+    // not: once proposed, the run's state must be known.
+    let read = client.post_json("/deployments/get_scheduled_flow_runs", &body);
+    let runs: Vec<FlowRun> = tokio::select! {
+        runs = read => runs?,
+        () = stopped(stop) => return Ok(()),
+    };
     for run in runs {
+        if *stop.borrow() {
+            break;
+        }
         if active.lock().expect("active lock").contains_key(&run.id) {
             continue;
         }
