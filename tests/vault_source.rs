@@ -568,3 +568,31 @@ async fn kubernetes_login_has_its_token_reviewed_by_the_cluster() {
     let printed = format!("{vault:?}{}", capture.text());
     support::assert_no_secret(&printed, &[&value, &jwt]);
 }
+
+#[tokio::test]
+async fn a_token_vault_does_not_know_and_a_missing_mount_get_hints_that_tell_them_apart() {
+    let admin = Admin::new();
+    let name = unique("hints");
+    seed(&admin, &name).await;
+
+    // An unknown token: Vault answers 403 as for a policy that does not allow the read.
+    let wrong = "hvs.FAKE-unknown-token-0001";
+    let vault = token_source(&admin, &format!("secret/{name}/prefect"), "", wrong);
+    let err = vault.fetch(KEY).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    let hint = err.hint().unwrap_or_default();
+    assert!(hint.contains("invalid, expired or revoked"), "{hint}");
+    support::assert_no_secret(&error_text(&err), &[wrong]);
+
+    // A valid token and a path under no mount: the hint names the missing mount too.
+    let vault = token_source(&admin, &format!("{name}-nomount/x"), "", &admin.root);
+    let err = vault.fetch(KEY).await.unwrap_err();
+    let hint = err.hint().unwrap_or_default();
+    assert!(
+        hint.contains(&format!(
+            "no secrets engine is mounted at `{name}-nomount/`"
+        )),
+        "{hint}"
+    );
+    assert!(!hint.contains("invalid, expired"), "{hint}");
+}

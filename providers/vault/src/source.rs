@@ -167,6 +167,16 @@ impl Connection {
             return Ok(reply);
         }
         let errors = vault_errors(&reply.body, &[&lease.token]);
+        // Vault answers 403 alike for a token it does not know and for one whose policies do
+        // not allow the read; the token's own lookup, which the default policy allows, tells.
+        let refused = crate::login::lookup_self(&self.http, &lease.token).await;
+        let hint = match refused {
+            Err(e) if e.kind() == credchain_core::ErrorKind::Denied => "Vault refuses the token \
+                itself (its own lookup is denied too): it is invalid, expired or revoked; log in \
+                again, or fix VAULT_TOKEN or the source's `auth`"
+                .to_string(),
+            _ => hint,
+        };
         Err(SourceError::denied(format!(
             "Vault at {} denied reading `{shown}`{}",
             self.http.address(),
@@ -184,9 +194,11 @@ impl Connection {
         if let Some(known) = self.known_path(logical) {
             return Ok(known);
         }
+        let mount = logical.split('/').next().unwrap_or(logical);
         let hint = format!(
             "the token needs `read` on `{logical}` for Vault to describe its mount (or set \
-             `mount` and `kv_version` in the source's config)"
+             `mount` and `kv_version` in the source's config); Vault answers the same when no \
+             secrets engine is mounted at `{mount}/` (`bao secrets list` shows the mounts)"
         );
         let reply = self
             .get(&KvPath::discovery_path(logical), logical, hint)
