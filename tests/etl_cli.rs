@@ -147,6 +147,11 @@ fn a_presigned_source_url_prints_its_query_keys_but_not_their_values() {
         .env("RUST_LOG", "debug")
         .run();
     assert_eq!(out.code, Some(0), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert!(
+        doc["flow_run_id"].is_null() && doc["flow_run_state"].is_null(),
+        "{doc}"
+    );
     assert!(
         out.stderr
             .contains("?X-Amz-Signature=***&X-Amz-Credential=***"),

@@ -41,6 +41,7 @@ fn run_in(dir: &Path, api: &str) -> CliOutput {
 fn flow_run_id(out: &CliOutput) -> String {
     let doc: Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|_| panic!("run --json printed no JSON; stderr: {}", out.stderr));
+    assert_eq!(doc["flow_run_state"], "COMPLETED", "{doc}");
     doc["flow_run_id"]
         .as_str()
         .expect("flow_run_id")

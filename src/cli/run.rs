@@ -96,7 +96,13 @@ pub async fn run(ctx: &Context, args: RunArgs) -> CmdResult {
     };
     let summary = result.map_err(flow_failure)?;
     if args.json {
-        print_json(&json!({ "flow_run_id": flow_run_id, "summary": summary }))?;
+        // A summary means the run succeeded; with Prefect, its flow run is COMPLETED.
+        let state = flow_run_id.as_ref().map(|_| "COMPLETED");
+        print_json(&json!({
+            "flow_run_id": flow_run_id,
+            "flow_run_state": state,
+            "summary": summary,
+        }))?;
     } else {
         println!("{summary}");
         if let Some(id) = flow_run_id {
