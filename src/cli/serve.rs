@@ -51,7 +51,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> CmdResult {
         config: ctx.config.serve.clone(),
     };
     check_serve_config(ctx, options.limit)?;
-    let stop = stop_on_signal()?;
+    let stop = stop_on_signal(options.config.grace_period)?;
     let served = flow::serve(client, options, factory, stop)
         .await
         .map_err(registration_failure)?;
@@ -105,19 +105,32 @@ fn registration_failure(error: FlowError) -> Failure {
     }
 }
 
-/// A flag that turns true on the first SIGINT or SIGTERM.
-fn stop_on_signal() -> Result<watch::Receiver<bool>, Failure> {
+/// A flag that turns true on the first SIGINT or SIGTERM. Later signals only say what serve
+/// is waiting for: a run is never cut off before its grace period.
+fn stop_on_signal(grace: std::time::Duration) -> Result<watch::Receiver<bool>, Failure> {
     let io = |e: std::io::Error| Failure::new(Exit::WorkFailed, e);
     let mut interrupt = signal(SignalKind::interrupt()).map_err(io)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(io)?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if first {
+                eprintln!("received a stop signal: no new runs are taken");
+                let _ = tx.send(true);
+                first = false;
+            } else {
+                eprintln!(
+                    "already stopping: running flows get up to {} (grace_period) to finish, \
+                     then they are cancelled",
+                    humantime::format_duration(grace)
+                );
+            }
         }
-        eprintln!("received a stop signal: no new runs are taken");
-        let _ = tx.send(true);
     });
     Ok(rx)
 }
