@@ -121,10 +121,7 @@ impl Pipeline {
         .then_some(self.preview_records);
         let extracted = self.extract_limited(obs, preview).await?;
         if extracted.complete {
-            let (transform, load) = self.transform_and_load(extracted, obs, obs)?;
-            let (sorted, loaded) = tokio::join!(transform, load);
-            sorted?;
-            return Ok(loaded?.into_summary());
+            return self.transform_and_load_all(extracted, obs).await;
         }
         let previewed = extracted.records;
         let extracted = match self.sort_and_load_previewed(extracted, obs).await? {
@@ -140,6 +137,15 @@ impl Pipeline {
                 extracted.records
             ),
         );
+        self.transform_and_load_all(extracted, obs).await
+    }
+
+    /// [`Pipeline::transform_and_load`], driven to its end; transform's failure wins.
+    async fn transform_and_load_all(
+        &self,
+        extracted: Extracted,
+        obs: &dyn PipelineObserver,
+    ) -> Result<Summary, EtlError> {
         let (transform, load) = self.transform_and_load(extracted, obs, obs)?;
         let (sorted, loaded) = tokio::join!(transform, load);
         sorted?;
