@@ -876,3 +876,16 @@ async fn a_column_empty_in_the_preview_is_checked_against_an_existing_table() {
     let (table, _) = preview_against_full_into(&lines, "", 10, setup).await;
     assert!(table.is_empty(), "nothing loaded");
 }
+
+#[tokio::test]
+async fn rows_with_an_empty_key_take_no_part_in_type_inference() {
+    // `n` is an integer in every row that loads; the rows without an `id` (rejected for it)
+    // hold decimals there, which would widen `n` to real if they counted.
+    let mut lines = vec!["id,n".to_string()];
+    lines.extend((1..=4).map(|i| format!("{i},{i}")));
+    lines.extend((1..=2).map(|i| format!(",{i}.5")));
+    let extra = "key = [\"id\"]\nmax_rejected = 0.5";
+    let (table, _) = preview_against_full(&lines, extra, 2).await;
+    assert_eq!(table.len(), 4);
+    assert_eq!(table[0], "Integer(1)|Integer(1)", "n stays integer");
+}

@@ -10,7 +10,8 @@ use super::infer::Profile;
 use super::observer::{LogLevel, Reporter};
 use super::records::{KeyIndex, Record, RecordReader};
 use super::source::{LocalSource, ReadError};
-use super::value::classify;
+use super::value::{self, classify};
+use super::{ident, transform};
 
 /// The result of the extract step, handed to transform.
 #[derive(Debug)]
@@ -64,13 +65,16 @@ pub(crate) struct Scan {
     pub complete: bool,
 }
 
-/// Reads every record once, or the first `limit` of them (blocking).
+/// Reads every record once, or the first `limit` of them (blocking). `key` names the key
+/// columns (as configured): a CSV record with an empty key will be rejected whole, so its
+/// values do not take part in inference.
 pub(crate) fn scan(
     source: &LocalSource,
     format: Format,
     label: &str,
     reporter: &Reporter,
     limit: Option<u64>,
+    key: &[String],
 ) -> Result<Scan, EtlError> {
     let input = source.open()?;
     let (mut reader, csv_headers) = match format {
@@ -82,12 +86,21 @@ pub(crate) fn scan(
     };
     let mut profile = Profile::new(csv_headers.as_ref().map_or(0, Vec::len));
     let width = csv_headers.as_ref().map(Vec::len);
+    // A key the source lacks is reported by transform; here it is only not looked at.
+    // TODO: JSON Lines sources learn their columns as they go, so their records with an empty
+    // key still count in inference; resolving the key names per record would remove it.
+    let key_columns: Vec<usize> = csv_headers.as_ref().map_or_else(Vec::new, |headers| {
+        let names = ident::column_names(headers);
+        (key.iter())
+            .filter_map(|k| transform::find_column("key", k, headers, &names).ok())
+            .collect()
+    });
     let mut rec = Record::default();
     let mut records = 0u64;
     let mut complete = true;
     while reader.next(&mut rec)? {
         records += 1;
-        tally(&mut profile, &rec, width);
+        tally(&mut profile, &rec, width, &key_columns);
         reporter.tick(records)?;
         if limit.is_some_and(|limit| records >= limit) {
             // At the end already when nothing follows.
@@ -120,10 +133,20 @@ pub(crate) fn scan(
     })
 }
 
-/// Counts the record's fields in the profile. Records of the wrong width or with a problem
-/// will be rejected whole, so they do not take part in inference.
-pub(crate) fn tally(profile: &mut Profile, rec: &Record, width: Option<usize>) {
+/// Counts the record's fields in the profile. Records of the wrong width, with a problem or
+/// with an empty field in one of the `key_columns` will be rejected whole, so they do not take
+/// part in inference.
+pub(crate) fn tally(
+    profile: &mut Profile,
+    rec: &Record,
+    width: Option<usize>,
+    key_columns: &[usize],
+) {
     if rec.problem.is_some() || width.is_some_and(|w| w != rec.fields.len()) {
+        return;
+    }
+    let empty = |k: usize| rec.fields.get(k).is_none_or(|f| value::trim(f).is_empty());
+    if key_columns.iter().any(|&k| empty(k)) {
         return;
     }
     profile.widen(rec.fields.len());

@@ -16,9 +16,11 @@
 //! A `types` override wins over all of this; values that do not parse as the declared type
 //! are rejected.
 //!
-//! TODO: the tally counts the values of every record, also of those rejected later for another
-//! reason (a NUL byte, a bad key), so such a row can still widen its columns. Tallying only
-//! records that pass the record-level checks in extract would remove it.
+//! Records that will be rejected whole for their shape (a wrong number of fields, bad quoting)
+//! or for an empty key column are not tallied. TODO: a record rejected for a NUL byte or bytes
+//! that are not UTF-8 in some field still counts in the other columns, and so does a JSON
+//! Lines record with an empty key (its columns are learned as it is read; see
+//! `extract::scan`); checking those in `extract::tally` as transform does would remove it.
 
 use super::value::{Class, ColumnType};
 

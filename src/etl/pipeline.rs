@@ -221,8 +221,9 @@ impl Pipeline {
         );
         let source = source::prepare(&self.location, obs).await?;
         let format = self.format;
+        let key = self.config.key.clone();
         let (source, scan, label) = run_blocking(Step::Extract, None, obs, move |reporter| {
-            let scan = extract::scan(&source, format, &label, &reporter, limit)?;
+            let scan = extract::scan(&source, format, &label, &reporter, limit, &key)?;
             Ok((source, scan, label))
         })
         .await?;

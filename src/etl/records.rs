@@ -44,6 +44,12 @@ impl Fields {
         self.spans.len()
     }
 
+    /// Field `index`, if the record has that many.
+    pub(crate) fn get(&self, index: usize) -> Option<&[u8]> {
+        let &(start, end) = self.spans.get(index)?;
+        Some(&self.data[start..end])
+    }
+
     /// The fields in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
         self.spans

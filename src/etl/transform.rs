@@ -148,7 +148,7 @@ pub(crate) fn plan_columns(
 }
 
 /// Finds a column by its header, its SQL name, or the SQL name its text would become.
-fn find_column(
+pub(crate) fn find_column(
     field: &'static str,
     wanted: &str,
     headers: &[String],
@@ -238,7 +238,7 @@ pub(crate) fn sort_pass(
     while reader.next(&mut rec)? {
         read += 1;
         if preview.is_some() {
-            extract::tally(&mut profile, &rec, width);
+            extract::tally(&mut profile, &rec, width, &plan.keys);
         }
         match stage_row(&rec, &plan.columns, &is_key, &mut out) {
             Ok(()) => out.commit().map_err(TransformError::WriteStaging)?,
