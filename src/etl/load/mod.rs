@@ -383,8 +383,20 @@ pub(crate) fn fits(ours: ColumnType, theirs: ColumnType) -> bool {
 /// to ours (`None` for a type we cannot write).
 pub(crate) struct ExistingColumn {
     pub name: String,
+    /// The type as declared, empty for an untyped SQLite column.
     pub declared: String,
     pub ty: Option<ColumnType>,
+}
+
+impl ExistingColumn {
+    /// The declared type as messages name it.
+    pub(crate) fn shown_type(&self) -> &str {
+        if self.declared.is_empty() {
+            "untyped"
+        } else {
+            &self.declared
+        }
+    }
 }
 
 /// Checks an existing table against the source. `stored` maps a column's type to the type its
@@ -413,7 +425,9 @@ pub(crate) fn check_columns(
             Some(theirs) if theirs.ty.is_some_and(|t| fits(stored(column.ty), t)) => {}
             Some(theirs) => problems.push(format!(
                 "column {} is {} in the table but the source has {} values",
-                column.name, theirs.declared, column.ty
+                column.name,
+                theirs.shown_type(),
+                column.ty
             )),
         }
     }

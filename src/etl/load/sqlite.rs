@@ -86,10 +86,11 @@ fn load_in_transaction(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(run("begin a transaction"))?;
-    let created = prepare_table(&tx, plan, reporter)?;
+    let existing = prepare_table(&tx, plan, reporter)?;
+    let created = existing.is_empty();
     let count = ChangeCount::choose(plan, created);
     count
-        .prepare(&tx, plan)
+        .prepare(&tx, plan, &existing)
         .map_err(run("track the changed rows"))?;
     let inserted = insert_rows(&tx, plan, staging, reporter)?;
     let changed = (count.finish(&tx, plan, inserted)).map_err(run("count the changed rows"))?;
@@ -129,8 +130,13 @@ impl ChangeCount {
         }
     }
 
-    /// Installs the triggers of [`ChangeCount::Compared`].
-    fn prepare(self, tx: &Transaction<'_>, plan: &LoadPlan) -> rusqlite::Result<()> {
+    /// Installs the triggers of [`ChangeCount::Compared`], on the table that has `existing`.
+    fn prepare(
+        self,
+        tx: &Transaction<'_>,
+        plan: &LoadPlan,
+        existing: &[ExistingColumn],
+    ) -> rusqlite::Result<()> {
         if self != ChangeCount::Compared {
             return Ok(());
         }
@@ -139,12 +145,12 @@ impl ChangeCount {
         // up by `k0 = OLD.id`, and SQLite uses the primary key's index only when both sides
         // have the same affinity. Untyped slots made every lookup a scan of the whole temp
         // table, and an upsert quadratic in the rows it touched.
-        let declared = declared_types(tx, &plan.table)?;
         let typed = |prefix: &str, columns: Vec<usize>| {
             (columns.iter().enumerate())
                 .map(|(slot, &c)| {
-                    let name = plan.columns[c].name.to_lowercase();
-                    let ty = declared.get(&name).map_or("", |d| affinity_name(d));
+                    let name = &plan.columns[c].name;
+                    let theirs = existing.iter().find(|e| e.name.eq_ignore_ascii_case(name));
+                    let ty = theirs.map_or("", |e| affinity_name(&e.declared));
                     format!("{prefix}{slot} {ty}")
                 })
                 .collect::<Vec<_>>()
@@ -229,19 +235,6 @@ impl ChangeCount {
     }
 }
 
-/// The declared type of each column of `table`, by lower-case name ("" when untyped).
-fn declared_types(
-    tx: &Transaction<'_>,
-    table: &str,
-) -> rusqlite::Result<std::collections::HashMap<String, String>> {
-    let (schema, name) = table.split_once('.').unwrap_or(("main", table));
-    let mut stmt = tx.prepare("SELECT name, type FROM pragma_table_info(?1, ?2)")?;
-    let rows = stmt.query_map([name, schema], |row| {
-        Ok((row.get::<_, String>(0)?.to_lowercase(), row.get(1)?))
-    })?;
-    rows.collect()
-}
-
 /// A type name with the affinity SQLite gives `declared` (its rules, in order: INT, then
 /// CHAR/CLOB/TEXT, then BLOB or none, then REAL/FLOA/DOUB, else NUMERIC). `INT`, not
 /// `INTEGER`: a primary key declared `INTEGER` would become the rowid and refuse the text
@@ -271,12 +264,13 @@ fn key_and_value_names(plan: &LoadPlan) -> (Vec<String>, Vec<String>) {
     (keys.collect(), plan.value_columns())
 }
 
-/// Creates the table, or checks the one that exists. True if created.
+/// Creates the table, or checks the one that exists. Returns the columns the table had:
+/// none when it was created.
 fn prepare_table(
     tx: &Transaction<'_>,
     plan: &LoadPlan,
     reporter: &Reporter,
-) -> Result<bool, LoadError> {
+) -> Result<Vec<ExistingColumn>, LoadError> {
     let run = |action| {
         move |source| LoadError::RunSqlite {
             action,
@@ -289,7 +283,7 @@ fn prepare_table(
         tx.execute_batch(&plan.create_table_sql(sql_type))
             .map_err(run("create the table"))?;
         reporter.log(LogLevel::Info, format!("created table {}", plan.table));
-        return Ok(true);
+        return Ok(existing);
     }
     check_columns(plan, &existing, stored_type, true)?;
     check_type_names(plan, &existing)?;
@@ -302,7 +296,7 @@ fn prepare_table(
             format!("replacing the {deleted} rows of {}", plan.table),
         );
     }
-    Ok(false)
+    Ok(existing)
 }
 
 /// SQLite stores dates, timestamps and booleans as text and integers, so their declared
@@ -356,11 +350,7 @@ fn existing_columns(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<Vec<E
         Ok(ExistingColumn {
             name: row.get(0)?,
             ty: Some(affinity(&declared)),
-            declared: if declared.is_empty() {
-                "untyped".into()
-            } else {
-                declared
-            },
+            declared,
         })
     })?;
     rows.collect()
@@ -669,7 +659,10 @@ mod tests {
         ];
         let plan = plan(columns, vec![0, 1]);
         let tx = conn.transaction().unwrap();
-        ChangeCount::Compared.prepare(&tx, &plan).unwrap();
+        let existing = existing_columns(&tx, &plan.table).unwrap();
+        ChangeCount::Compared
+            .prepare(&tx, &plan, &existing)
+            .unwrap();
         // The lookup the triggers make, correlated with a row of the table.
         let sql = format!(
             "EXPLAIN QUERY PLAN SELECT (SELECT 1 FROM temp.{BEFORE_TABLE} \
