@@ -399,12 +399,18 @@ impl ExistingColumn {
     }
 }
 
-/// Checks an existing table against the source. `stored` maps a column's type to the type its
-/// values are stored as in this database.
+/// Whether `theirs`, by the type its declared type maps to, holds values of type `ours`
+/// (see [`fits`]): the rule of a database whose declared types say all there is.
+pub(crate) fn holds(ours: ColumnType, theirs: &ExistingColumn) -> bool {
+    theirs.ty.is_some_and(|t| fits(ours, t))
+}
+
+/// Checks an existing table against the source. `holds` says whether a column of the table can
+/// hold values of a type (for most databases, [`holds`]).
 pub(crate) fn check_columns(
     plan: &LoadPlan,
     existing: &[ExistingColumn],
-    stored: fn(ColumnType) -> ColumnType,
+    holds: fn(ColumnType, &ExistingColumn) -> bool,
     case_insensitive: bool,
 ) -> Result<(), LoadError> {
     let key = |name: &str| {
@@ -422,7 +428,7 @@ pub(crate) fn check_columns(
             None => problems.push(format!("column {} is missing", column.name)),
             // A column without values is all NULL, which any column holds.
             Some(_) if column.values == 0 => {}
-            Some(theirs) if theirs.ty.is_some_and(|t| fits(stored(column.ty), t)) => {}
+            Some(theirs) if holds(column.ty, theirs) => {}
             Some(theirs) => problems.push(format!(
                 "column {} is {} in the table but the source has {} values",
                 column.name,
@@ -589,7 +595,7 @@ pub(crate) mod tests {
                 ty: None,
             },
         ];
-        let err = check_columns(&p, &existing, |t| t, true)
+        let err = check_columns(&p, &existing, holds, true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("column a is INTEGER in the table but the source has real values"));

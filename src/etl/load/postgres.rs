@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls, Transaction};
 
-use super::{check_columns, ExistingColumn, LoadError, LoadPlan, Outcome};
+use super::{check_columns, holds, ExistingColumn, LoadError, LoadPlan, Outcome};
 use crate::etl::error::EtlError;
 use crate::etl::ident;
 use crate::etl::observer::{LogLevel, PipelineObserver, Step};
@@ -231,7 +231,7 @@ async fn prepare_table(
             }
         })
         .collect();
-    check_columns(plan, &existing, |t| t, false)?;
+    check_columns(plan, &existing, holds, false)?;
     if plan.replace {
         let deleted = tx
             .execute(&plan.delete_sql(), &[])

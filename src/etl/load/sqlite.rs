@@ -14,7 +14,7 @@ use std::time::Duration;
 use rusqlite::types::{Null, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
 
-use super::{check_columns, ExistingColumn, LoadError, LoadPlan, Outcome};
+use super::{self as load, check_columns, ExistingColumn, LoadError, LoadPlan, Outcome};
 use crate::etl::error::EtlError;
 use crate::etl::ident;
 use crate::etl::observer::{LogLevel, Reporter};
@@ -285,8 +285,7 @@ fn prepare_table(
         reporter.log(LogLevel::Info, format!("created table {}", plan.table));
         return Ok(existing);
     }
-    check_columns(plan, &existing, stored_type, true)?;
-    check_type_names(plan, &existing)?;
+    check_columns(plan, &existing, holds, true)?;
     if plan.replace {
         let deleted = tx
             .execute(&plan.delete_sql(), [])
@@ -299,44 +298,24 @@ fn prepare_table(
     Ok(existing)
 }
 
-/// SQLite stores dates, timestamps and booleans as text and integers, so their declared
-/// names are all that says what a column holds; they are taken at their word. A BOOLEAN column
-/// takes only booleans, a DATE column only dates, a DATETIME or TIMESTAMP column dates and
-/// timestamps (`check_columns` has already compared the storage types).
-fn check_type_names(plan: &LoadPlan, existing: &[ExistingColumn]) -> Result<(), LoadError> {
+/// Whether a column of the table holds values of type `ours`: SQLite must store them in it
+/// (`load::holds` on the storage types), and, since SQLite stores dates, timestamps and
+/// booleans as text and integers, the declared names are all that says what a column holds,
+/// so they are taken at their word: a BOOLEAN column takes only booleans, a DATE column only
+/// dates, a DATETIME or TIMESTAMP column dates and timestamps.
+fn holds(ours: ColumnType, theirs: &ExistingColumn) -> bool {
     use ColumnType::{Boolean, Date, Timestamp};
-    let mut problems = Vec::new();
-    for column in plan.columns.iter().filter(|c| c.values > 0) {
-        let Some(theirs) = existing
-            .iter()
-            .find(|e| e.name.eq_ignore_ascii_case(&column.name))
-        else {
-            continue;
-        };
-        let declared = theirs.declared.to_ascii_uppercase();
-        let allowed: &[ColumnType] = if declared.contains("BOOL") {
-            &[Boolean]
-        } else if declared.contains("DATETIME") || declared.contains("TIMESTAMP") {
-            &[Date, Timestamp]
-        } else if declared.contains("DATE") {
-            &[Date]
-        } else {
-            continue;
-        };
-        if !allowed.contains(&column.ty) {
-            problems.push(format!(
-                "column {} is {} in the table but the source has {} values",
-                column.name, theirs.declared, column.ty
-            ));
-        }
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(LoadError::MatchColumns {
-        table: plan.table.clone(),
-        problems,
-    })
+    let declared = theirs.declared.to_ascii_uppercase();
+    let named = if declared.contains("BOOL") {
+        ours == Boolean
+    } else if declared.contains("DATETIME") || declared.contains("TIMESTAMP") {
+        matches!(ours, Date | Timestamp)
+    } else if declared.contains("DATE") {
+        ours == Date
+    } else {
+        true
+    };
+    named && load::holds(stored_type(ours), theirs)
 }
 
 fn existing_columns(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<Vec<ExistingColumn>> {
