@@ -119,10 +119,7 @@ pub(crate) fn scan(
     }
     profile.widen(headers.len());
     if complete {
-        reporter.log(
-            LogLevel::Info,
-            format!("{label}: {records} records, {} columns", headers.len()),
-        );
+        reporter.log(LogLevel::Info, counted(label, records, headers.len()));
     }
     Ok(Scan {
         headers,
@@ -131,6 +128,11 @@ pub(crate) fn scan(
         profile,
         complete,
     })
+}
+
+/// The line that says what a whole pass over the source found.
+pub(crate) fn counted(label: &str, records: u64, columns: usize) -> String {
+    format!("{label}: {records} records, {columns} columns")
 }
 
 /// Counts the record's fields in the profile. Records of the wrong width, with a problem or

@@ -273,13 +273,10 @@ pub(crate) fn sort_pass(
         }
         // The counts of the whole source, for the report.
         plan.to_mut().columns = columns;
+        let columns = extracted.headers.len();
         reporter.log(
             LogLevel::Info,
-            format!(
-                "{}: {read} records, {} columns",
-                extracted.label,
-                extracted.headers.len()
-            ),
+            extract::counted(&extracted.label, read, columns),
         );
     }
     out.finish().map_err(TransformError::WriteStaging)?;
