@@ -86,14 +86,12 @@ pub(crate) fn scan(
     };
     let mut profile = Profile::new(csv_headers.as_ref().map_or(0, Vec::len));
     let width = csv_headers.as_ref().map(Vec::len);
-    // A key the source lacks is reported by transform; here it is only not looked at.
+    // A key the source lacks fails the run in transform, before any row is sorted.
     // TODO: JSON Lines sources learn their columns as they go, so their records with an empty
     // key still count in inference; resolving the key names per record would remove it.
-    let key_columns: Vec<usize> = csv_headers.as_ref().map_or_else(Vec::new, |headers| {
+    let key_columns = csv_headers.as_ref().map_or_else(Vec::new, |headers| {
         let names = ident::column_names(headers);
-        (key.iter())
-            .filter_map(|k| transform::find_column("key", k, headers, &names).ok())
-            .collect()
+        transform::key_columns(key, headers, &names).unwrap_or_default()
     });
     let mut rec = Record::default();
     let mut records = 0u64;

@@ -125,11 +125,7 @@ pub(crate) fn plan_columns(
     for (wanted, ty) in &config.types {
         declared[find_column("types", wanted, headers, &names)?] = Some(*ty);
     }
-    let keys = config
-        .key
-        .iter()
-        .map(|wanted| find_column("key", wanted, headers, &names))
-        .collect::<Result<Vec<_>, _>>()?;
+    let keys = key_columns(&config.key, headers, &names)?;
     let tallies = extracted.profile.columns();
     let columns = headers
         .iter()
@@ -147,8 +143,19 @@ pub(crate) fn plan_columns(
     Ok((columns, keys))
 }
 
+/// The columns `key` names, given the source's `headers` and their SQL `names`.
+pub(crate) fn key_columns(
+    key: &[String],
+    headers: &[String],
+    names: &[String],
+) -> Result<Vec<usize>, TransformError> {
+    (key.iter())
+        .map(|wanted| find_column("key", wanted, headers, names))
+        .collect()
+}
+
 /// Finds a column by its header, its SQL name, or the SQL name its text would become.
-pub(crate) fn find_column(
+fn find_column(
     field: &'static str,
     wanted: &str,
     headers: &[String],
