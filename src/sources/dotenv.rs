@@ -104,9 +104,11 @@ impl DotenvSource {
                 .with_hint("fix that line; see docs/sources.md for the `.env` syntax")
         })?;
         self.parses.fetch_add(1, Ordering::Relaxed);
-        for dup in parsed.duplicates.iter().filter(|_| log_duplicates) {
-            let warning = dup.warning(&self.shown);
-            tracing::warn!(source = %self.settings.name, key = %dup.key, "{warning}");
+        if log_duplicates {
+            for dup in &parsed.duplicates {
+                let warning = dup.warning(&self.shown);
+                tracing::warn!(source = %self.settings.name, key = %dup.key, "{warning}");
+            }
         }
         let parsed = Arc::new(parsed);
         if let Some(stamp) = stamp {
